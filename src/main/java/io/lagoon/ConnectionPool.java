@@ -1,0 +1,166 @@
+package io.lagoon;
+
+import io.lagoon.internal.PoolConfig;
+import io.lagoon.internal.PoolCore;
+import io.r2dbc.spi.Closeable;
+import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.ConnectionFactoryMetadata;
+import io.r2dbc.spi.Wrapped;
+import java.time.Duration;
+import java.util.Objects;
+import java.util.function.Function;
+import org.reactivestreams.Publisher;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+/**
+ * A fair, bounded, non-blocking pool of R2DBC connections, itself a {@link ConnectionFactory}.
+ *
+ * <pre>{@code
+ * ConnectionPool pool = ConnectionPool.builder(driverFactory).maxSize(10).build();
+ * Flux<String> names = pool.withConnection(c ->
+ *     Flux.from(c.createStatement("SELECT name FROM item").execute())
+ *         .flatMap(r -> r.map((row, meta) -> row.get(0, String.class))));
+ * }</pre>
+ *
+ * <p>Acquires are served in arrival order. When every connection is lent, subscribers wait in a
+ * FIFO queue bounded by {@code maxPendingAcquires}, each for at most {@code maxAcquireTime}. A
+ * borrowed connection goes back to the pool when its {@link Connection#close()} is subscribed to;
+ * the handle is dead afterwards.
+ *
+ * <p>Every {@code Mono} and {@code Flux} returned here is lazy: nothing happens until it is
+ * subscribed to. Thread-safe; no method blocks except {@link #dispose()}, for a bounded time.
+ */
+public final class ConnectionPool
+    implements ConnectionFactory, Closeable, Disposable, Wrapped<ConnectionFactory> {
+
+  private final PoolConfig config;
+  private final PoolCore core;
+  private final Mono<Connection> acquire;
+
+  ConnectionPool(PoolConfig config) {
+    this.config = config;
+    this.core = new PoolCore(config);
+    this.acquire = core.acquireMono();
+    core.start();
+  }
+
+  /** A builder for a pool over the driver's {@code factory}. */
+  public static ConnectionPoolBuilder builder(ConnectionFactory factory) {
+    return new ConnectionPoolBuilder(factory);
+  }
+
+  /**
+   * Acquires a connection: an idle one, a new one, or, when none is free, the first one released
+   * after every earlier waiter was served. Close the connection to return it. Lazy.
+   *
+   * <p>Fails with {@link PoolAcquireTimeoutException} after {@code maxAcquireTime}, {@link
+   * PoolExhaustedException} when {@code maxPendingAcquires} subscribers already wait, and {@link
+   * PoolClosedException} once the pool is closed. Cancelling never loses a connection: one that was
+   * not yet delivered goes back to the pool.
+   */
+  @Override
+  public Mono<Connection> create() {
+    return acquire;
+  }
+
+  /**
+   * Acquires a connection, runs {@code work} with it and returns it to the pool when the work
+   * completes, fails or is cancelled. Lazy.
+   */
+  public <T> Flux<T> withConnection(Function<? super Connection, ? extends Publisher<? extends T>> work) {
+    Objects.requireNonNull(work, "work must not be null");
+    return Flux.usingWhen(acquire, work, Connection::close, (c, err) -> c.close(),
+        Connection::close);
+  }
+
+  /**
+   * Like {@link #withConnection}, inside a transaction: committed when {@code work} completes,
+   * rolled back when it fails or is cancelled. Lazy.
+   */
+  public <T> Flux<T> inTransaction(Function<? super Connection, ? extends Publisher<? extends T>> work) {
+    Objects.requireNonNull(work, "work must not be null");
+    return withConnection(c -> Flux.usingWhen(
+        Mono.from(c.beginTransaction()).thenReturn(c),
+        work,
+        Connection::commitTransaction,
+        (tx, err) -> tx.rollbackTransaction(),
+        Connection::rollbackTransaction));
+  }
+
+  /**
+   * Opens connections until {@code initialSize} are allocated, at most {@code
+   * maxConcurrentCreates} at a time, after the background fill that started at build time. Emits
+   * how many connections this call opened. Lazy.
+   */
+  public Mono<Integer> warmup() {
+    return core.warmup();
+  }
+
+  /** A consistent snapshot of the pool's gauges and counters. */
+  public PoolStats stats() {
+    return core.stats();
+  }
+
+  /** The pool's name, as used in errors and meters. */
+  public String name() {
+    return config.poolName();
+  }
+
+  /**
+   * Closes the pool: new acquires and waiting subscribers fail with {@link PoolClosedException},
+   * idle connections are closed, lent ones are closed when they come back. Completes once the idle
+   * connections and connects in flight are closed. Lazy; idempotent.
+   */
+  @Override
+  public Mono<Void> close() {
+    return core.close();
+  }
+
+  /**
+   * Closes the pool like {@link #close()}, then lets lent connections finish for up to {@code
+   * grace}; those still lent then are closed under their borrowers. Completes when every
+   * connection is closed. Lazy.
+   */
+  public Mono<Void> closeGracefully(Duration grace) {
+    Objects.requireNonNull(grace, "grace must not be null");
+    if (grace.isNegative()) {
+      throw new IllegalArgumentException("grace (" + grace + ") must not be negative");
+    }
+    return core.closeGracefully(grace);
+  }
+
+  /**
+   * Closes the pool like {@link #close()} and waits at most {@code maxCloseTime} + 1 s for idle
+   * connections to close. The only method of the pool that may block; on a thread that must not
+   * block it returns without waiting.
+   */
+  @Override
+  public void dispose() {
+    core.dispose();
+  }
+
+  @Override
+  public boolean isDisposed() {
+    return core.isClosed();
+  }
+
+  /** The driver's metadata, so frameworks still recognise the database behind the pool. */
+  @Override
+  public ConnectionFactoryMetadata getMetadata() {
+    return config.factory().getMetadata();
+  }
+
+  /** The driver's connection factory. */
+  @Override
+  public ConnectionFactory unwrap() {
+    return config.factory();
+  }
+
+  @Override
+  public String toString() {
+    return "ConnectionPool[" + config.poolName() + ", " + core.stats() + "]";
+  }
+}

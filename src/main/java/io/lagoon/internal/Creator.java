@@ -1,0 +1,349 @@
+package io.lagoon.internal;
+
+import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.R2dbcTimeoutException;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.LongAdder;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Subscription;
+import reactor.core.CoreSubscriber;
+import reactor.core.Disposable;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.Sinks;
+
+/**
+ * Opens physical connections: for waiters that no connect in flight covers, and for fills (the
+ * initial fill and {@code warmup()}). At most {@code maxConcurrentCreates} connects run at once,
+ * each in a reserved slot and bounded by {@code maxCreateConnectionTime}. After a failure, demand
+ * connects back off exponentially with jitter (10 ms doubling up to 5 s), so a database that is
+ * down is not hammered; the first success resets the back-off.
+ */
+final class Creator {
+
+  private static final long BACKOFF_MIN_NANOS = TimeUnit.MILLISECONDS.toNanos(10);
+  private static final long BACKOFF_MAX_NANOS = TimeUnit.SECONDS.toNanos(5);
+
+  private final PoolCore core;
+  private final AtomicInteger creating;
+  private final ConcurrentLinkedQueue<Fill> fills = new ConcurrentLinkedQueue<>();
+  private final LongAdder created = new LongAdder();
+  private final LongAdder failures = new LongAdder();
+  private final AtomicInteger failureStreak = new AtomicInteger();
+  private final AtomicBoolean retryScheduled = new AtomicBoolean();
+  private volatile long retryAtNanos;
+  private volatile @Nullable Throwable lastError;
+  private volatile long lastErrorNanos;
+  private volatile @Nullable Mono<Integer> initialFill;
+
+  Creator(PoolCore core) {
+    this.core = core;
+    this.creating = core.creatingCounter();
+  }
+
+  long created() {
+    return created.sum();
+  }
+
+  long failures() {
+    return failures.sum();
+  }
+
+  /** The last connect error if it happened at or after {@code sinceNanos}. */
+  @Nullable Throwable failureSince(long sinceNanos) {
+    Throwable e = lastError;
+    return e != null && lastErrorNanos - sinceNanos >= 0 ? e : null;
+  }
+
+  /** Starts connects while some demand is uncovered and the limits allow. */
+  void createIfNeeded() {
+    for (;;) {
+      if (core.isClosed()) {
+        return;
+      }
+      int c = creating.get();
+      if (c >= core.config().maxConcurrentCreates()) {
+        return;
+      }
+      Fill fill = null;
+      if (core.pendingCount() <= c) {
+        fill = nextFill();
+        if (fill == null) {
+          return;
+        }
+      } else if (inBackoff()) {
+        scheduleRetry();
+        return;
+      }
+      if (!creating.compareAndSet(c, c + 1)) {
+        continue;
+      }
+      if (fill != null && !fill.claim()) {
+        creating.decrementAndGet();
+        continue;
+      }
+      PooledEntry e = new PooledEntry();
+      if (core.reserveSlot(e) < 0) {
+        creating.decrementAndGet();
+        if (fill != null) {
+          fill.finish(false);
+          fill.abort();
+        }
+        // A slot freed between the scan and the decrement would find `creating` still counting
+        // this attempt and start nothing: look once more.
+        if (!core.hasFreeSlot()) {
+          return;
+        }
+        continue;
+      }
+      connect(e, fill);
+    }
+  }
+
+  private @Nullable Fill nextFill() {
+    Fill f;
+    while ((f = fills.peek()) != null && !f.wantsMore()) {
+      fills.remove(f);
+    }
+    return f;
+  }
+
+  private boolean inBackoff() {
+    return failureStreak.get() > 0 && retryAtNanos - core.now() > 0;
+  }
+
+  private void scheduleRetry() {
+    if (retryScheduled.compareAndSet(false, true)) {
+      long delay = Math.max(0, retryAtNanos - core.now());
+      core.scheduler().schedule(() -> {
+        retryScheduled.set(false);
+        createIfNeeded();
+      }, delay, TimeUnit.NANOSECONDS);
+    }
+  }
+
+  private void connect(PooledEntry e, @Nullable Fill fill) {
+    Mono<? extends Connection> connect;
+    try {
+      connect = Mono.from(core.config().factory().create());
+    } catch (Throwable t) {
+      onFailed(e, fill, t);
+      return;
+    }
+    connect.subscribe(new Connect(e, fill));
+  }
+
+  private void onConnected(PooledEntry e, Connection c, @Nullable Fill fill) {
+    long now = core.now();
+    e.connection = c;
+    e.createdNanos = now;
+    created.increment();
+    failureStreak.set(0);
+    if (fill != null) {
+      fill.finish(true);
+    }
+    // Deliveries made by offer() wait until this bookkeeping is done.
+    Trampoline.run(() -> {
+      core.offer(e);
+      creating.decrementAndGet();
+      createIfNeeded();
+      core.checkTerminatedIfClosing();
+    });
+  }
+
+  private void onFailed(PooledEntry e, @Nullable Fill fill, Throwable error) {
+    long now = core.now();
+    lastError = error;
+    lastErrorNanos = now;
+    failures.increment();
+    int streak = failureStreak.incrementAndGet();
+    retryAtNanos = now + backoffNanos(streak);
+    if (fill != null) {
+      fill.finish(false);
+      fill.abort(); // the database refuses: a fill reports what it opened instead of insisting
+    }
+    creating.decrementAndGet();
+    core.freeSlot(e);
+  }
+
+  static long backoffNanos(int streak) {
+    long ceiling = BACKOFF_MIN_NANOS << Math.min(streak - 1, 20);
+    ceiling = Math.min(Math.max(ceiling, BACKOFF_MIN_NANOS), BACKOFF_MAX_NANOS);
+    // "Equal jitter": between half the ceiling and the ceiling, so pools that failed together do
+    // not retry together.
+    return ceiling / 2 + ThreadLocalRandom.current().nextLong(ceiling / 2 + 1);
+  }
+
+  // ---------------------------------------------------------------- fills
+
+  /** Opens connections until {@code target} are allocated; emits how many this call opened. */
+  Mono<Integer> fill(int target) {
+    return Mono.defer(() -> {
+      int need = target - core.allocated();
+      if (need <= 0 || core.isClosed()) {
+        return Mono.just(0);
+      }
+      Fill f = new Fill(need);
+      fills.add(f);
+      createIfNeeded();
+      return f.result.asMono();
+    });
+  }
+
+  void startInitialFill(int initialSize) {
+    Mono<Integer> m = fill(initialSize).cache();
+    initialFill = m;
+    m.subscribe(n -> {}, err -> {});
+  }
+
+  Mono<Integer> warmup(int initialSize) {
+    Mono<Integer> initial = initialFill;
+    Mono<Integer> topUp = fill(initialSize);
+    return initial == null ? topUp : initial.onErrorReturn(0).then(topUp);
+  }
+
+  void shutdown() {
+    Fill f;
+    while ((f = fills.poll()) != null) {
+      f.abort();
+    }
+  }
+
+  /** One fill request: how many connects it may still start, how many run, how many opened. */
+  private static final class Fill {
+    private final AtomicInteger toStart;
+    private final AtomicInteger running = new AtomicInteger();
+    private final AtomicInteger opened = new AtomicInteger();
+    private final AtomicBoolean finished = new AtomicBoolean();
+    final Sinks.One<Integer> result = Sinks.one();
+
+    Fill(int count) {
+      toStart = new AtomicInteger(count);
+    }
+
+    boolean wantsMore() {
+      return toStart.get() > 0;
+    }
+
+    boolean claim() {
+      running.incrementAndGet();
+      int n;
+      do {
+        n = toStart.get();
+        if (n <= 0) {
+          running.decrementAndGet();
+          maybeFinish();
+          return false;
+        }
+      } while (!toStart.compareAndSet(n, n - 1));
+      return true;
+    }
+
+    void finish(boolean opened) {
+      if (opened) {
+        this.opened.incrementAndGet();
+      }
+      running.decrementAndGet();
+      maybeFinish();
+    }
+
+    void abort() {
+      toStart.set(0);
+      maybeFinish();
+    }
+
+    private void maybeFinish() {
+      if (toStart.get() <= 0 && running.get() == 0 && finished.compareAndSet(false, true)) {
+        result.tryEmitValue(opened.get());
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- one connect
+
+  /** Subscribes to the driver's create(), bounded by maxCreateConnectionTime. */
+  private final class Connect implements CoreSubscriber<Connection> {
+
+    private static final VarHandle DONE;
+
+    static {
+      try {
+        DONE = MethodHandles.lookup().findVarHandle(Connect.class, "done", boolean.class);
+      } catch (ReflectiveOperationException ex) {
+        throw new ExceptionInInitializerError(ex);
+      }
+    }
+
+    private final PooledEntry entry;
+    private final @Nullable Fill fill;
+    private volatile boolean done;
+    private volatile @Nullable Subscription subscription;
+    private volatile @Nullable Disposable timer;
+
+    Connect(PooledEntry entry, @Nullable Fill fill) {
+      this.entry = entry;
+      this.fill = fill;
+    }
+
+    private boolean finish() {
+      if (!DONE.compareAndSet(this, false, true)) {
+        return false;
+      }
+      Disposable t = timer;
+      if (t != null) {
+        t.dispose();
+      }
+      return true;
+    }
+
+    @Override
+    public void onSubscribe(Subscription s) {
+      subscription = s;
+      timer = core.scheduler().schedule(this::onTimeout,
+          core.config().maxCreateConnectionTime().toNanos(), TimeUnit.NANOSECONDS);
+      s.request(Long.MAX_VALUE);
+    }
+
+    @Override
+    public void onNext(Connection c) {
+      if (finish()) {
+        onConnected(entry, c, fill);
+      } else {
+        // Arrived after the attempt timed out: the pool no longer counts it, so it must not live.
+        Mono.from(c.close()).subscribe(v -> {}, err -> {});
+      }
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      if (finish()) {
+        onFailed(entry, fill, t);
+      }
+    }
+
+    @Override
+    public void onComplete() {
+      if (finish()) {
+        onFailed(entry, fill, new IllegalStateException(
+            "ConnectionFactory.create() completed without emitting a connection"));
+      }
+    }
+
+    private void onTimeout() {
+      if (finish()) {
+        Subscription s = subscription;
+        if (s != null) {
+          s.cancel();
+        }
+        onFailed(entry, fill, new R2dbcTimeoutException("pool '" + core.name()
+            + "': opening a connection took longer than maxCreateConnectionTime "
+            + core.config().maxCreateConnectionTime()));
+      }
+    }
+  }
+}

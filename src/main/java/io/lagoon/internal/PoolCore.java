@@ -1,0 +1,491 @@
+package io.lagoon.internal;
+
+import io.lagoon.PoolAcquireTimeoutException;
+import io.lagoon.PoolClosedException;
+import io.lagoon.PoolExhaustedException;
+import io.lagoon.PoolStats;
+import io.r2dbc.spi.Connection;
+import java.time.Duration;
+import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.concurrent.atomic.AtomicBoolean;
+import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicReferenceArray;
+import java.util.concurrent.atomic.LongAdder;
+import org.jspecify.annotations.Nullable;
+import reactor.core.publisher.Mono;
+import reactor.core.publisher.Sinks;
+import reactor.core.scheduler.Scheduler;
+
+/*
+ * The pool's state machine. Everything that decides who gets which connection is in this class,
+ * Acquire (one subscriber's acquire) and PooledEntry (one physical connection).
+ *
+ * STATE
+ *   slots[maxSize]  null (free) or one PooledEntry: a physical connection being opened, open, or
+ *                   being closed. Opening starts only after a CAS null -> entry on a slot; the slot
+ *                   is freed (CAS entry -> null) only once the physical close finished or its
+ *                   maxCloseTime passed.
+ *   entry.stamp     (generation << 2) | state, state one of
+ *                     IDLE     parked in its slot; anyone may take it by CAS
+ *                     OWNED    held by exactly one pool actor: its creator, a releaser, an
+ *                              acquirer, a closer
+ *                     LENT     lent to the handle whose stamp equals it; that handle's close()
+ *                              returns it by CAS (g,LENT) -> (g,OWNED)
+ *                     CLOSING  the physical close is running
+ *                   Each lend starts a new generation, so an earlier handle can never match again.
+ *   waiters         FIFO deque of Acquires that wait. An Acquire leaves WAITING exactly once, by
+ *                   CAS (assigned, cancelled, timed out, failed); dead nodes stay in the deque until
+ *                   someone polls them or a sweep runs.
+ *   pending         the number of Acquires in WAITING: a counter, never a queue scan.
+ *   creating        physical connects in flight (bounded by maxConcurrentCreates).
+ *
+ * INVARIANTS
+ *   I1 open + opening + closing <= maxSize, at every instant: each holds a slot.
+ *   I2 A connection is lent to one subscriber at a time: only the winner of the CAS out of IDLE,
+ *      or the entry's single owner, may make it LENT, and only the handle of that generation can
+ *      give it back.
+ *   I3 No lost wake-up: the pool never rests with an IDLE entry and a WAITING acquire. Whoever
+ *      parks an entry IDLE then looks at the waiters; whoever enqueues a waiter then looks at the
+ *      idle entries (a Dekker pair of volatile accesses, so at least one sees the other). A thread
+ *      that finds both takes the entry and hands it to the HEAD waiter, not to itself.
+ *   I4 Fairness: the fast path (take an idle entry without queueing) runs only when the waiter
+ *      deque is empty, so no newcomer overtakes a waiter that was queued before it looked; entries
+ *      always go to the head waiter.
+ *   I5 An OWNED entry leaves OWNED exactly once: lent, parked IDLE, or closed.
+ *   I6 After close() no entry is parked IDLE for good: shutdown sets `closed`, then closes the
+ *      idle entries; whoever parks an entry re-checks `closed` afterwards (the same Dekker pair).
+ *
+ * THREADS
+ *   No locks; any method may run on any thread. No subscriber code runs between a CAS and the
+ *   bookkeeping that completes it. A subscriber is called on the thread that made its connection
+ *   available: its own thread on the fast path, the releasing or connecting thread otherwise, so
+ *   deliveries spread over the threads that free connections. Deliveries made while the same
+ *   thread is already delivering are queued on a per-thread Trampoline (bounded stack depth with
+ *   synchronous drivers).
+ */
+
+/** The pool's state machine; see the comment at the top of this file. */
+public final class PoolCore {
+
+  private final PoolConfig config;
+  private final String name;
+  private final Scheduler scheduler;
+  private final PoolClock clock;
+  private final AtomicReferenceArray<@Nullable PooledEntry> slots;
+  private final ConcurrentLinkedDeque<Acquire> waiters = new ConcurrentLinkedDeque<>();
+  private final AtomicInteger pending = new AtomicInteger();
+  private final AtomicInteger deadWaiters = new AtomicInteger();
+  private final AtomicInteger creating = new AtomicInteger();
+  private final Creator creator;
+  private final AtomicBoolean closed = new AtomicBoolean();
+  private volatile boolean closing;
+  private final Sinks.Empty<Void> idleClosed = Sinks.empty();
+  private final Sinks.Empty<Void> terminated = Sinks.empty();
+
+  private final LongAdder acquires = new LongAdder();
+  private final LongAdder timeouts = new LongAdder();
+  private final LongAdder rejections = new LongAdder();
+  private final LongAdder closedCount = new LongAdder();
+
+  public PoolCore(PoolConfig config) {
+    this.config = config;
+    this.name = config.poolName();
+    this.scheduler = config.scheduler();
+    this.clock = PoolClock.of(scheduler);
+    this.slots = new AtomicReferenceArray<>(config.maxSize());
+    this.creator = new Creator(this);
+  }
+
+  String name() {
+    return name;
+  }
+
+  Scheduler scheduler() {
+    return scheduler;
+  }
+
+  PoolConfig config() {
+    return config;
+  }
+
+  long now() {
+    return clock.nanoTime();
+  }
+
+  public boolean isClosed() {
+    return closing;
+  }
+
+  // ---------------------------------------------------------------- acquire
+
+  /** A Mono that acquires a connection for each subscriber. */
+  public Mono<Connection> acquireMono() {
+    return new Mono<>() {
+      @Override
+      public void subscribe(reactor.core.CoreSubscriber<? super Connection> actual) {
+        actual.onSubscribe(new Acquire(PoolCore.this, actual));
+      }
+    };
+  }
+
+  void acquire(Acquire a) {
+    if (closing) {
+      a.fail(closedError("acquire refused"));
+      return;
+    }
+    if (waiters.isEmpty()) {
+      PooledEntry e = takeIdle();
+      if (e != null) {
+        if (!a.deliverNow(e, e.stamp())) {
+          reclaim(e); // cancelled meanwhile
+        }
+        return;
+      }
+    }
+    enqueue(a);
+  }
+
+  private void enqueue(Acquire a) {
+    int p;
+    do {
+      p = pending.get();
+      if (p >= config.maxPendingAcquires()) {
+        rejections.increment();
+        a.fail(new PoolExhaustedException(name, config.maxPendingAcquires(), stats()));
+        return;
+      }
+    } while (!pending.compareAndSet(p, p + 1));
+    if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
+      pending.decrementAndGet(); // cancelled before it could wait
+      return;
+    }
+    waiters.offerLast(a);
+    if (closing) {
+      failWaiters();
+      return;
+    }
+    creator.createIfNeeded();
+    handIdleToWaiters();
+  }
+
+  /** I3, the waiter's half: after enqueueing, idle entries go to the head waiters. */
+  private void handIdleToWaiters() {
+    while (!waiters.isEmpty()) {
+      PooledEntry e = takeIdleOwned();
+      if (e == null) {
+        return;
+      }
+      offer(e);
+    }
+  }
+
+  /** Fast path: an idle entry, already lent to a new generation. */
+  private @Nullable PooledEntry takeIdle() {
+    for (int i = 0, n = slots.length(); i < n; i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null && e.takeIdle(true) != -1) {
+        return e;
+      }
+    }
+    return null;
+  }
+
+  private @Nullable PooledEntry takeIdleOwned() {
+    for (int i = 0, n = slots.length(); i < n; i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null && e.takeIdle(false) != -1) {
+        return e;
+      }
+    }
+    return null;
+  }
+
+  /** Makes an OWNED entry LENT to a new generation and returns its handle. */
+  PooledConnection lend(PooledEntry e) {
+    long s = PooledEntry.nextLend(e.stamp());
+    e.setStamp(s);
+    return handle(e, s);
+  }
+
+  /** The handle of a lend that already happened. */
+  PooledConnection handle(PooledEntry e, long stamp) {
+    acquires.increment();
+    return new PooledConnection(this, e, stamp);
+  }
+
+  /** An entry the fast path took but could not deliver: back to OWNED, then offered. */
+  private void reclaim(PooledEntry e) {
+    long s = e.stamp();
+    if (e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
+      offer(e);
+    }
+  }
+
+  /** Called once per Acquire that leaves WAITING other than by assignment. */
+  void waiterLeft(boolean leavesDeadNode) {
+    pending.decrementAndGet();
+    if (leavesDeadNode && deadWaiters.incrementAndGet() > Math.max(64, pending.get())) {
+      deadWaiters.set(0);
+      waiters.removeIf(w -> w.state() != Acquire.WAITING);
+    }
+  }
+
+  // ---------------------------------------------------------------- release
+
+  /**
+   * Gives an OWNED, healthy entry to the head waiter, or parks it IDLE. I3, the releaser's half:
+   * after parking, if a waiter appeared, take the entry back and try again.
+   */
+  void offer(PooledEntry e) {
+    for (;;) {
+      if (closing) {
+        destroy(e);
+        return;
+      }
+      Acquire w;
+      while ((w = waiters.pollFirst()) != null) {
+        if (w.assign(e)) {
+          pending.decrementAndGet();
+          Trampoline.run(w);
+          return;
+        }
+      }
+      e.idleSinceNanos = now();
+      long idle = PooledEntry.withState(e.stamp(), PooledEntry.IDLE);
+      e.setStamp(idle);
+      if (waiters.isEmpty() && !closing) {
+        return;
+      }
+      if (!e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
+        return; // someone else took it and is now responsible for it
+      }
+    }
+  }
+
+  /** A handle's close(): only the handle of the current lend may return the entry. */
+  void release(PooledEntry e, long lentStamp) {
+    if (e.cas(lentStamp, PooledEntry.withState(lentStamp, PooledEntry.OWNED))) {
+      offer(e);
+    }
+  }
+
+  // ---------------------------------------------------------------- creation
+
+  /** Reserves a free slot for a new entry; -1 when the pool is full. */
+  int reserveSlot(PooledEntry e) {
+    for (int i = 0, n = slots.length(); i < n; i++) {
+      if (slots.get(i) == null && slots.compareAndSet(i, null, e)) {
+        e.slot = i;
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  boolean hasFreeSlot() {
+    for (int i = 0, n = slots.length(); i < n; i++) {
+      if (slots.get(i) == null) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  int allocated() {
+    int n = 0;
+    for (int i = 0; i < slots.length(); i++) {
+      if (slots.get(i) != null) {
+        n++;
+      }
+    }
+    return n;
+  }
+
+  int pendingCount() {
+    return pending.get();
+  }
+
+  AtomicInteger creatingCounter() {
+    return creating;
+  }
+
+  /** Frees the slot of an entry whose physical connection is gone (or never came). */
+  void freeSlot(PooledEntry e) {
+    slots.compareAndSet(e.slot, e, null);
+    creator.createIfNeeded();
+    if (closing) {
+      checkTerminated();
+    }
+  }
+
+  // ---------------------------------------------------------------- closing connections
+
+  /** Closes an OWNED entry's physical connection, bounded by maxCloseTime, then frees its slot. */
+  void destroy(PooledEntry e) {
+    e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
+    Connection c = e.connection;
+    if (c == null) {
+      freeSlot(e);
+      return;
+    }
+    Mono.defer(() -> Mono.from(c.close()))
+        .timeout(config.maxCloseTime(), scheduler)
+        .onErrorResume(err -> Mono.empty())
+        .doFinally(sig -> {
+          closedCount.increment();
+          freeSlot(e);
+        })
+        .subscribe();
+  }
+
+  // ---------------------------------------------------------------- shutdown
+
+  /** Starts shutdown; completes when idle connections and connects in flight are closed. */
+  public Mono<Void> close() {
+    return Mono.defer(() -> {
+      shutdown();
+      return idleClosed.asMono();
+    });
+  }
+
+  /**
+   * Starts shutdown; lent connections may finish for up to {@code grace}, then they are closed
+   * under their borrowers. Completes when every connection is closed.
+   */
+  public Mono<Void> closeGracefully(Duration grace) {
+    return Mono.defer(() -> {
+      shutdown();
+      return terminated.asMono()
+          .timeout(grace, scheduler)
+          .onErrorResume(java.util.concurrent.TimeoutException.class, t -> {
+            closeLent();
+            return terminated.asMono();
+          });
+    });
+  }
+
+  /** Starts shutdown and waits, for a bounded time, until idle connections are closed. */
+  public void dispose() {
+    shutdown();
+    try {
+      idleClosed.asMono().block(config.maxCloseTime().plusSeconds(1));
+    } catch (RuntimeException e) {
+      // Not allowed to block on this thread, or closing took too long: shutdown goes on in the
+      // background; dispose() has done what it promises (new acquires are refused).
+    }
+  }
+
+  private void shutdown() {
+    if (!closed.compareAndSet(false, true)) {
+      return;
+    }
+    closing = true;
+    failWaiters();
+    creator.shutdown();
+    for (int i = 0; i < slots.length(); i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null && e.takeIdle(false) != -1) {
+        destroy(e);
+      }
+    }
+    checkTerminated();
+  }
+
+  private void failWaiters() {
+    Acquire w;
+    while ((w = waiters.pollFirst()) != null) {
+      w.fail(closedError("the pool closed while this subscriber waited"));
+    }
+  }
+
+  private void closeLent() {
+    for (int i = 0; i < slots.length(); i++) {
+      PooledEntry e = slots.get(i);
+      if (e == null) {
+        continue;
+      }
+      long s = e.stamp();
+      if (PooledEntry.state(s) == PooledEntry.LENT
+          && e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
+        destroy(e);
+      }
+    }
+  }
+
+  void checkTerminatedIfClosing() {
+    if (closing) {
+      checkTerminated();
+    }
+  }
+
+  private void checkTerminated() {
+    boolean empty = true;
+    boolean onlyLent = true;
+    for (int i = 0; i < slots.length(); i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null) {
+        empty = false;
+        if (e.state() != PooledEntry.LENT) {
+          onlyLent = false;
+        }
+      }
+    }
+    if (onlyLent && creating.get() == 0) {
+      idleClosed.tryEmitEmpty();
+    }
+    if (empty && creating.get() == 0) {
+      idleClosed.tryEmitEmpty();
+      terminated.tryEmitEmpty();
+    }
+  }
+
+  // ---------------------------------------------------------------- stats and errors
+
+  public PoolStats stats() {
+    int allocated = 0;
+    int idle = 0;
+    int lent = 0;
+    for (int i = 0; i < slots.length(); i++) {
+      PooledEntry e = slots.get(i);
+      if (e == null) {
+        continue;
+      }
+      allocated++;
+      int s = e.state();
+      if (s == PooledEntry.IDLE) {
+        idle++;
+      } else if (s == PooledEntry.LENT) {
+        lent++;
+      }
+    }
+    return new PoolStats(name, config.maxSize(), allocated, idle, lent, Math.max(0, pending.get()),
+        acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closedCount.sum(),
+        creator.failures());
+  }
+
+  PoolAcquireTimeoutException timeoutError(Acquire a) {
+    timeouts.increment();
+    long waited = now() - a.waitStartNanos;
+    return new PoolAcquireTimeoutException(name, config.maxAcquireTime(), Duration.ofNanos(waited),
+        stats(), creator.failureSince(a.waitStartNanos));
+  }
+
+  PoolClosedException closedError(String what) {
+    return new PoolClosedException(name, what, stats());
+  }
+
+  /** Opens connections up to {@code initialSize}; emits how many it opened. */
+  public Mono<Integer> warmup() {
+    return creator.warmup(config.initialSize());
+  }
+
+  /** Starts opening {@code initialSize} connections in the background. */
+  public void start() {
+    creator.startInitialFill(config.initialSize());
+  }
+
+  @Override
+  public String toString() {
+    return "PoolCore[" + name + ", " + stats() + "]";
+  }
+}

@@ -1,0 +1,105 @@
+package io.lagoon.internal;
+
+import io.r2dbc.spi.Connection;
+import java.lang.invoke.MethodHandles;
+import java.lang.invoke.VarHandle;
+import org.jspecify.annotations.Nullable;
+
+/**
+ * One physical connection and its place in the pool. All of its state changes go through one
+ * atomic {@code stamp}: {@code (generation << 2) | state}. See {@link PoolCore} for the states and
+ * who may move an entry between them.
+ */
+final class PooledEntry {
+
+  static final int IDLE = 0;
+  static final int OWNED = 1;
+  static final int LENT = 2;
+  static final int CLOSING = 3;
+
+  private static final VarHandle STAMP;
+
+  static {
+    try {
+      STAMP = MethodHandles.lookup().findVarHandle(PooledEntry.class, "stamp", long.class);
+    } catch (ReflectiveOperationException e) {
+      throw new ExceptionInInitializerError(e);
+    }
+  }
+
+  /** Generation and state; see the class comment. A new entry is OWNED by its creator. */
+  private volatile long stamp = OWNED;
+
+  /** The slot index, set once by the creator before the entry is published. */
+  int slot = -1;
+
+  /** The physical connection; set once by the creator before the entry first leaves OWNED. */
+  @Nullable Connection connection;
+
+  /** When the physical connection was opened. Written before the entry is published. */
+  long createdNanos;
+
+  /**
+   * When the entry last became idle. Written by its owner before it publishes the entry as IDLE;
+   * read by whoever takes it out of IDLE.
+   */
+  long idleSinceNanos;
+
+  static int state(long stamp) {
+    return (int) (stamp & 3);
+  }
+
+  static long withState(long stamp, int state) {
+    return (stamp & ~3L) | state;
+  }
+
+  /** The stamp of the next lend: a new generation, so no earlier handle can match it. */
+  static long nextLend(long stamp) {
+    return (((stamp >>> 2) + 1) << 2) | LENT;
+  }
+
+  long stamp() {
+    return stamp;
+  }
+
+  int state() {
+    return state(stamp);
+  }
+
+  /** Only the entry's owner may set the stamp without a CAS. */
+  void setStamp(long value) {
+    stamp = value;
+  }
+
+  boolean cas(long expected, long value) {
+    return STAMP.compareAndSet(this, expected, value);
+  }
+
+  /**
+   * Takes the entry out of IDLE: lent to a new generation when {@code lend}, else OWNED by the
+   * caller. Returns the new stamp, or -1 when the entry was not idle or another thread won.
+   */
+  long takeIdle(boolean lend) {
+    long s = stamp;
+    if (state(s) != IDLE) {
+      return -1;
+    }
+    long next = lend ? nextLend(s) : withState(s, OWNED);
+    return cas(s, next) ? next : -1;
+  }
+
+  Connection connection() {
+    Connection c = connection;
+    if (c == null) {
+      throw new IllegalStateException("entry in slot " + slot + " has no connection yet");
+    }
+    return c;
+  }
+
+  @Override
+  public String toString() {
+    long s = stamp;
+    return "PooledEntry[slot=" + slot + ", generation=" + (s >>> 2) + ", state="
+        + new String[] {"IDLE", "OWNED", "LENT", "CLOSING"}[state(s)] + "]";
+  }
+}
