@@ -99,6 +99,15 @@ public final class ConnectionPool
     return core.warmup();
   }
 
+  /**
+   * Closes every idle connection now and every lent one when it comes back, then opens as many
+   * connections as the pool held: for credential rotation and database failover. Completes when
+   * the idle connections are closed and the refill is done. Lazy.
+   */
+  public Mono<Void> softEvict() {
+    return core.softEvict();
+  }
+
   /** A consistent snapshot of the pool's gauges and counters. */
   public PoolStats stats() {
     return core.stats();

@@ -1,11 +1,15 @@
 package io.lagoon;
 
 import io.lagoon.internal.PoolConfig;
+import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
 import reactor.core.scheduler.Scheduler;
 import reactor.core.scheduler.Schedulers;
 
@@ -35,6 +39,12 @@ public final class ConnectionPoolBuilder {
   static final Duration DEFAULT_MAX_ACQUIRE_TIME = Duration.ofSeconds(30);
   static final Duration DEFAULT_MAX_CREATE_CONNECTION_TIME = Duration.ofSeconds(10);
   static final Duration DEFAULT_MAX_CLOSE_TIME = Duration.ofSeconds(5);
+  static final Duration DEFAULT_MAX_VALIDATION_TIME = Duration.ofSeconds(5);
+  static final Duration DEFAULT_VALIDATION_SKIP_WINDOW = Duration.ofMillis(500);
+  static final Duration DEFAULT_MAX_IDLE_TIME = Duration.ofMinutes(30);
+  static final Duration DEFAULT_MAX_LIFE_TIME = Duration.ofMinutes(30);
+  static final Duration DEFAULT_KEEPALIVE_INTERVAL = Duration.ofMinutes(2);
+  static final Duration DEFAULT_BACKGROUND_EVICTION_INTERVAL = Duration.ofSeconds(30);
 
   private static final AtomicInteger POOL_COUNTER = new AtomicInteger();
 
@@ -49,6 +59,17 @@ public final class ConnectionPoolBuilder {
   private @Nullable Integer maxConcurrentCreates;
   private Duration maxCloseTime = DEFAULT_MAX_CLOSE_TIME;
   private @Nullable Scheduler scheduler;
+  private ValidationDepth validationDepth = ValidationDepth.LOCAL;
+  private @Nullable String validationQuery;
+  private Duration maxValidationTime = DEFAULT_MAX_VALIDATION_TIME;
+  private Duration validationSkipWindow = DEFAULT_VALIDATION_SKIP_WINDOW;
+  private Duration maxIdleTime = DEFAULT_MAX_IDLE_TIME;
+  private Duration maxLifeTime = DEFAULT_MAX_LIFE_TIME;
+  private Duration keepaliveInterval = DEFAULT_KEEPALIVE_INTERVAL;
+  private Duration backgroundEvictionInterval = DEFAULT_BACKGROUND_EVICTION_INTERVAL;
+  private int acquireRetry = Integer.MAX_VALUE;
+  private @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate;
+  private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
 
   ConnectionPoolBuilder(ConnectionFactory factory) {
     this.factory = Objects.requireNonNull(factory, "connectionFactory must not be null");
@@ -147,6 +168,112 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
+   * How deeply a connection is checked on borrow (after {@link #validationSkipWindow}) and by
+   * keepalive, when no {@link #validationQuery} is set: {@code LOCAL} (default) asks the driver
+   * whether the connection is still open; {@code REMOTE} makes a round trip to the server.
+   */
+  public ConnectionPoolBuilder validationDepth(ValidationDepth validationDepth) {
+    this.validationDepth = Objects.requireNonNull(validationDepth, "validationDepth must not be null");
+    return this;
+  }
+
+  /**
+   * A query that validates a connection instead of {@code Connection.validate}; it passes when it
+   * runs without error. Default none; must not be blank.
+   */
+  public ConnectionPoolBuilder validationQuery(String validationQuery) {
+    Objects.requireNonNull(validationQuery, "validationQuery must not be null");
+    if (validationQuery.isBlank()) {
+      throw new IllegalArgumentException("validationQuery ('" + validationQuery + "') must not be blank");
+    }
+    this.validationQuery = validationQuery;
+    return this;
+  }
+
+  /**
+   * The bound on one validation and on the reset of a returned connection; a connection that takes
+   * longer is closed and replaced. Default 5 s; must be positive.
+   */
+  public ConnectionPoolBuilder maxValidationTime(Duration maxValidationTime) {
+    this.maxValidationTime = positive("maxValidationTime", maxValidationTime);
+    return this;
+  }
+
+  /**
+   * A connection used or validated within this window is lent without validation. Default
+   * 500 ms; zero validates on every borrow.
+   */
+  public ConnectionPoolBuilder validationSkipWindow(Duration validationSkipWindow) {
+    this.validationSkipWindow = notNegative("validationSkipWindow", validationSkipWindow);
+    return this;
+  }
+
+  /** Idle connections beyond {@code minIdle} are closed after this. Default 30 min; positive. */
+  public ConnectionPoolBuilder maxIdleTime(Duration maxIdleTime) {
+    this.maxIdleTime = positive("maxIdleTime", maxIdleTime);
+    return this;
+  }
+
+  /**
+   * Connections are retired at this age minus a random jitter of up to 2.5 %, so a pool never
+   * expires at once; a lent connection is retired when it comes back. Default 30 min; positive.
+   */
+  public ConnectionPoolBuilder maxLifeTime(Duration maxLifeTime) {
+    this.maxLifeTime = positive("maxLifeTime", maxLifeTime);
+    return this;
+  }
+
+  /**
+   * Idle connections are validated this often (minus up to 10 % jitter), so a connection that the
+   * server or a firewall dropped is replaced before a borrower meets it, and traffic keeps idle
+   * ones alive. Default 2 min; zero disables; otherwise less than {@code maxLifeTime}.
+   */
+  public ConnectionPoolBuilder keepaliveInterval(Duration keepaliveInterval) {
+    this.keepaliveInterval = notNegative("keepaliveInterval", keepaliveInterval);
+    return this;
+  }
+
+  /**
+   * How often housekeeping runs: idle and lifetime retirement, keepalive, {@code minIdle} refill.
+   * Default 30 s; positive.
+   */
+  public ConnectionPoolBuilder backgroundEvictionInterval(Duration backgroundEvictionInterval) {
+    this.backgroundEvictionInterval =
+        positive("backgroundEvictionInterval", backgroundEvictionInterval);
+    return this;
+  }
+
+  /**
+   * How many failed connects a waiting subscriber tolerates before it fails with the connect error
+   * instead of waiting for its deadline. The retries keep the subscriber's place in the queue and
+   * never extend {@code maxAcquireTime}. Default unlimited (wait for the deadline); at least 0.
+   */
+  public ConnectionPoolBuilder acquireRetry(int acquireRetry) {
+    this.acquireRetry = atLeast("acquireRetry", acquireRetry, 0);
+    return this;
+  }
+
+  /**
+   * Runs once on every new connection before it is first lent (for example to set session
+   * options). If it fails, the connection is closed and counts as a failed connect.
+   */
+  public ConnectionPoolBuilder postAllocate(
+      Function<? super Connection, ? extends Publisher<Void>> postAllocate) {
+    this.postAllocate = Objects.requireNonNull(postAllocate, "postAllocate must not be null");
+    return this;
+  }
+
+  /**
+   * Runs on every connection given back, before the pool's own reset. If it fails, or it and the
+   * reset together exceed {@code maxValidationTime}, the connection is closed and replaced.
+   */
+  public ConnectionPoolBuilder preRelease(
+      Function<? super Connection, ? extends Publisher<Void>> preRelease) {
+    this.preRelease = Objects.requireNonNull(preRelease, "preRelease must not be null");
+    return this;
+  }
+
+  /**
    * Checks the configuration and builds a pool, which at once starts opening {@code initialSize}
    * connections in the background. Never blocks.
    *
@@ -163,10 +290,24 @@ public final class ConnectionPoolBuilder {
     int creates = maxConcurrentCreates != null
         ? maxConcurrentCreates : Math.min(DEFAULT_MAX_CONCURRENT_CREATES, maxSize);
     atMost("maxConcurrentCreates", creates, "maxSize", maxSize);
+    if (!keepaliveInterval.isZero() && keepaliveInterval.compareTo(maxLifeTime) >= 0) {
+      throw new IllegalArgumentException("keepaliveInterval (" + keepaliveInterval
+          + ") must be < maxLifeTime (" + maxLifeTime + "), or zero to disable keepalive");
+    }
     String name = poolName != null ? poolName : "lagoon-" + POOL_COUNTER.incrementAndGet();
     return new PoolConfig(factory, name, maxSize, initial, minIdle, maxPendingAcquires,
         maxAcquireTime, maxCreateConnectionTime, creates, maxCloseTime,
-        scheduler != null ? scheduler : Schedulers.parallel());
+        scheduler != null ? scheduler : Schedulers.parallel(), validationDepth, validationQuery,
+        maxValidationTime, validationSkipWindow, maxIdleTime, maxLifeTime, keepaliveInterval,
+        backgroundEvictionInterval, acquireRetry, postAllocate, preRelease);
+  }
+
+  private static Duration notNegative(String option, Duration value) {
+    Objects.requireNonNull(value, () -> option + " must not be null");
+    if (value.isNegative()) {
+      throw new IllegalArgumentException(option + " (" + value + ") must not be negative");
+    }
+    return value;
   }
 
   private static int atLeast(String option, int value, int min) {

@@ -104,12 +104,35 @@ final class Acquire implements Subscription, Runnable {
     return true;
   }
 
-  /** NEW -> WAITING, arming the timer for what is left of {@code maxAcquireTime}. */
+  /** NEW -> WAITING, arming the timer for {@code maxAcquireTime}. */
   boolean startWaiting(long now, long timeoutNanos) {
     waitStartNanos = now;
     if (!STATE.compareAndSet(this, NEW, WAITING)) {
       return false;
     }
+    armTimer(timeoutNanos);
+    return true;
+  }
+
+  /**
+   * NEW -> ASSIGNED: the fast path took {@code entry} but must validate it first, so the acquire
+   * now waits, and its deadline runs.
+   */
+  boolean assignNow(PooledEntry entry, long now, long timeoutNanos) {
+    waitStartNanos = now;
+    if (!STATE.compareAndSet(this, NEW, ASSIGNED)) {
+      return false;
+    }
+    armTimer(timeoutNanos);
+    return true;
+  }
+
+  /** ASSIGNED -> WAITING: its connection failed validation; it goes back to the head. */
+  boolean requeue() {
+    return STATE.compareAndSet(this, ASSIGNED, WAITING);
+  }
+
+  private void armTimer(long timeoutNanos) {
     try {
       Disposable d = core.scheduler().schedule(this::onTimeout, timeoutNanos, TimeUnit.NANOSECONDS);
       if (!TIMER.compareAndSet(this, null, d)) {
@@ -119,7 +142,6 @@ final class Acquire implements Subscription, Runnable {
       fail(new IllegalStateException("pool '" + core.name() + "': its scheduler rejected the"
           + " acquire timer (was the scheduler disposed?)", e));
     }
-    return true;
   }
 
   /** WAITING -> ASSIGNED: the caller hands over {@code entry}, which it owns. */
@@ -131,14 +153,18 @@ final class Acquire implements Subscription, Runnable {
     return true;
   }
 
-  /** Delivers the assigned entry: ASSIGNED -> DONE, or returns the entry if that lost a race. */
+  /** Runs on the trampoline after {@link #assign}: validates the entry first if it must. */
   @Override
   public void run() {
     PooledEntry entry = assigned;
     assigned = null;
-    if (entry == null) {
-      return;
+    if (entry != null) {
+      core.dispatch(this, entry);
     }
+  }
+
+  /** Delivers an OWNED entry: ASSIGNED -> DONE, or returns the entry if that lost a race. */
+  void deliver(PooledEntry entry) {
     if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
       disposeTimer();
       actual.onNext(core.lend(entry));
@@ -147,6 +173,20 @@ final class Acquire implements Subscription, Runnable {
       core.offer(entry);
     }
   }
+
+  /** Fails the acquire with a connect error once it saw more than acquireRetry of them. */
+  boolean failWaiting(Throwable error) {
+    if (state != WAITING || !STATE.compareAndSet(this, WAITING, DONE)) {
+      return false;
+    }
+    disposeTimer();
+    core.waiterLeft(true);
+    actual.onError(error);
+    return true;
+  }
+
+  /** The pool's connect-failure count when this acquire started to wait. */
+  long failuresAtStart;
 
   /** Fails a NEW or WAITING acquire (pool closed, queue full, scheduler gone). */
   boolean fail(Throwable error) {

@@ -9,6 +9,7 @@ import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
+import java.util.concurrent.atomic.AtomicLong;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Subscription;
@@ -18,8 +19,8 @@ import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 
 /**
- * Opens physical connections: for waiters that no connect in flight covers, and for fills (the
- * initial fill and {@code warmup()}). At most {@code maxConcurrentCreates} connects run at once,
+ * Opens physical connections: for waiters that no connect in flight covers, for fills (the
+ * initial fill, {@code warmup()}, soft eviction) and to keep {@code minIdle} idle connections. At most {@code maxConcurrentCreates} connects run at once,
  * each in a reserved slot and bounded by {@code maxCreateConnectionTime}. After a failure, demand
  * connects back off exponentially with jitter (10 ms doubling up to 5 s), so a database that is
  * down is not hammered; the first success resets the back-off.
@@ -30,10 +31,11 @@ final class Creator {
   private static final long BACKOFF_MAX_NANOS = TimeUnit.SECONDS.toNanos(5);
 
   private final PoolCore core;
+  private final Lifecycle lifecycle;
   private final AtomicInteger creating;
   private final ConcurrentLinkedQueue<Fill> fills = new ConcurrentLinkedQueue<>();
   private final LongAdder created = new LongAdder();
-  private final LongAdder failures = new LongAdder();
+  private final AtomicLong failures = new AtomicLong();
   private final AtomicInteger failureStreak = new AtomicInteger();
   private final AtomicBoolean retryScheduled = new AtomicBoolean();
   private volatile long retryAtNanos;
@@ -41,8 +43,9 @@ final class Creator {
   private volatile long lastErrorNanos;
   private volatile @Nullable Mono<Integer> initialFill;
 
-  Creator(PoolCore core) {
+  Creator(PoolCore core, Lifecycle lifecycle) {
     this.core = core;
+    this.lifecycle = lifecycle;
     this.creating = core.creatingCounter();
   }
 
@@ -51,7 +54,11 @@ final class Creator {
   }
 
   long failures() {
-    return failures.sum();
+    return failures.get();
+  }
+
+  long failureCount() {
+    return failures.get();
   }
 
   /** The last connect error if it happened at or after {@code sinceNanos}. */
@@ -73,10 +80,11 @@ final class Creator {
       Fill fill = null;
       if (core.pendingCount() <= c) {
         fill = nextFill();
-        if (fill == null) {
+        if (fill == null && core.idleCount() + c >= core.config().minIdle()) {
           return;
         }
-      } else if (inBackoff()) {
+      }
+      if (fill == null && inBackoff()) {
         scheduleRetry();
         return;
       }
@@ -88,6 +96,7 @@ final class Creator {
         continue;
       }
       PooledEntry e = new PooledEntry();
+      e.epoch = core.epoch(); // a connect started before a soft eviction is retired after it
       if (core.reserveSlot(e) < 0) {
         creating.decrementAndGet();
         if (fill != null) {
@@ -138,10 +147,17 @@ final class Creator {
     connect.subscribe(new Connect(e, fill));
   }
 
+  /** The driver delivered a connection: run postAllocate, then publish it. */
   private void onConnected(PooledEntry e, Connection c, @Nullable Fill fill) {
-    long now = core.now();
+    lifecycle.postAllocate(c).subscribe(null, error -> {
+      Mono.from(c.close()).subscribe(null, ignored -> {});
+      onFailed(e, fill, error);
+    }, () -> publish(e, c, fill));
+  }
+
+  private void publish(PooledEntry e, Connection c, @Nullable Fill fill) {
+    lifecycle.opened(e, c, core.now());
     e.connection = c;
-    e.createdNanos = now;
     created.increment();
     failureStreak.set(0);
     if (fill != null) {
@@ -160,7 +176,7 @@ final class Creator {
     long now = core.now();
     lastError = error;
     lastErrorNanos = now;
-    failures.increment();
+    long failureCount = failures.incrementAndGet();
     int streak = failureStreak.incrementAndGet();
     retryAtNanos = now + backoffNanos(streak);
     if (fill != null) {
@@ -168,6 +184,7 @@ final class Creator {
       fill.abort(); // the database refuses: a fill reports what it opened instead of insisting
     }
     creating.decrementAndGet();
+    core.failWaitersAfterRetries(failureCount, error);
     core.freeSlot(e);
   }
 

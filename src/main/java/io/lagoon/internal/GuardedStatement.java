@@ -65,6 +65,16 @@ final class GuardedStatement implements Statement {
     } catch (IllegalStateException e) {
       return Flux.error(e);
     }
-    return delegate.execute();
+    return owner.watch(delegate.execute()).map(owner::watchResult);
+  }
+
+  /** Whether SQL text may open a transaction that the borrower might leave open. */
+  static boolean mayStartTransaction(String sql) {
+    int i = 0;
+    int n = sql.length();
+    while (i < n && Character.isWhitespace(sql.charAt(i))) {
+      i++;
+    }
+    return sql.regionMatches(true, i, "BEGIN", 0, 5) || sql.regionMatches(true, i, "START", 0, 5);
   }
 }

@@ -1,7 +1,12 @@
 package io.lagoon.internal;
 
+import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
+import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
 import reactor.core.scheduler.Scheduler;
 
 /**
@@ -18,6 +23,17 @@ import reactor.core.scheduler.Scheduler;
  * @param maxConcurrentCreates the most physical connections being opened at once
  * @param maxCloseTime the bound on closing one physical connection
  * @param scheduler where timers and housekeeping run
+ * @param validationDepth how deeply validate() checks a connection
+ * @param validationQuery the query that validates a connection instead of validate(), or null
+ * @param maxValidationTime the bound on one validation and on the reset on release
+ * @param validationSkipWindow a connection used or validated this recently is not re-validated
+ * @param maxIdleTime idle connections beyond minIdle are closed after this
+ * @param maxLifeTime connections are retired at this age, minus up to 2.5 % jitter
+ * @param keepaliveInterval idle connections are validated this often (zero: never)
+ * @param backgroundEvictionInterval how often housekeeping runs
+ * @param acquireRetry connect failures a waiter tolerates before it fails early
+ * @param postAllocate runs once on every new connection, or null
+ * @param preRelease runs on every connection given back, before the reset, or null
  */
 public record PoolConfig(
     ConnectionFactory factory,
@@ -30,4 +46,15 @@ public record PoolConfig(
     Duration maxCreateConnectionTime,
     int maxConcurrentCreates,
     Duration maxCloseTime,
-    Scheduler scheduler) {}
+    Scheduler scheduler,
+    ValidationDepth validationDepth,
+    @Nullable String validationQuery,
+    Duration maxValidationTime,
+    Duration validationSkipWindow,
+    Duration maxIdleTime,
+    Duration maxLifeTime,
+    Duration keepaliveInterval,
+    Duration backgroundEvictionInterval,
+    int acquireRetry,
+    @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate,
+    @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease) {}

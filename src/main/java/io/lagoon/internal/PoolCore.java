@@ -6,13 +6,18 @@ import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
 import io.r2dbc.spi.Connection;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.atomic.LongAdder;
+import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
+import reactor.core.CoreSubscriber;
 import reactor.core.publisher.Mono;
+import reactor.core.publisher.Operators;
 import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Scheduler;
 
@@ -77,6 +82,8 @@ public final class PoolCore {
   private final AtomicInteger deadWaiters = new AtomicInteger();
   private final AtomicInteger creating = new AtomicInteger();
   private final Creator creator;
+  private final Lifecycle lifecycle;
+  private final AtomicInteger epoch = new AtomicInteger();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile boolean closing;
   private final Sinks.Empty<Void> idleClosed = Sinks.empty();
@@ -93,7 +100,12 @@ public final class PoolCore {
     this.scheduler = config.scheduler();
     this.clock = PoolClock.of(scheduler);
     this.slots = new AtomicReferenceArray<>(config.maxSize());
-    this.creator = new Creator(this);
+    this.lifecycle = new Lifecycle(this, config);
+    this.creator = new Creator(this, lifecycle);
+  }
+
+  int epoch() {
+    return epoch.get();
   }
 
   String name() {
@@ -134,15 +146,49 @@ public final class PoolCore {
       return;
     }
     if (waiters.isEmpty()) {
-      PooledEntry e = takeIdle();
+      long now = now();
+      PooledEntry e = takeIdle(true, now);
       if (e != null) {
-        if (!a.deliverNow(e, e.stamp())) {
-          reclaim(e); // cancelled meanwhile
+        long s = e.stamp();
+        if (PooledEntry.state(s) == PooledEntry.LENT) {
+          if (!a.deliverNow(e, s)) {
+            reclaim(e); // cancelled meanwhile
+          }
+        } else if (a.assignNow(e, now, config.maxAcquireTime().toNanos())) {
+          e.validateBeforeLend = false;
+          lifecycle.validateThenDeliver(a, e); // idle too long: check it first, on a deadline
+        } else {
+          offer(e);
         }
         return;
       }
     }
     enqueue(a);
+  }
+
+  /** Validates the entry first if it must, then delivers it. */
+  void dispatch(Acquire a, PooledEntry e) {
+    if (e.validateBeforeLend) {
+      e.validateBeforeLend = false;
+      lifecycle.validateThenDeliver(a, e);
+    } else {
+      a.deliver(e);
+    }
+  }
+
+  /** An acquire whose connection failed validation goes back to the head of the queue. */
+  void requeue(Acquire a) {
+    if (!a.requeue()) {
+      return; // it was cancelled or timed out meanwhile
+    }
+    pending.incrementAndGet();
+    waiters.offerFirst(a);
+    if (closing) {
+      failWaiters();
+      return;
+    }
+    creator.createIfNeeded();
+    handIdleToWaiters();
   }
 
   private void enqueue(Acquire a) {
@@ -155,6 +201,7 @@ public final class PoolCore {
         return;
       }
     } while (!pending.compareAndSet(p, p + 1));
+    a.failuresAtStart = creator.failureCount();
     if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
       pending.decrementAndGet(); // cancelled before it could wait
       return;
@@ -171,7 +218,7 @@ public final class PoolCore {
   /** I3, the waiter's half: after enqueueing, idle entries go to the head waiters. */
   private void handIdleToWaiters() {
     while (!waiters.isEmpty()) {
-      PooledEntry e = takeIdleOwned();
+      PooledEntry e = takeIdle(false, now());
       if (e == null) {
         return;
       }
@@ -179,25 +226,53 @@ public final class PoolCore {
     }
   }
 
-  /** Fast path: an idle entry, already lent to a new generation. */
-  private @Nullable PooledEntry takeIdle() {
+  /**
+   * Takes an idle entry, lowest slot first, closing any that must retire. With {@code lend}, a
+   * fresh entry comes back LENT to a new generation (the fast path's single CAS) and one that must
+   * be validated comes back OWNED; without, the entry is OWNED and flagged for validation if due.
+   */
+  private @Nullable PooledEntry takeIdle(boolean lend, long now) {
     for (int i = 0, n = slots.length(); i < n; i++) {
       PooledEntry e = slots.get(i);
-      if (e != null && e.takeIdle(true) != -1) {
+      if (e == null || e.state() != PooledEntry.IDLE) {
+        continue;
+      }
+      if (lifecycle.mustRetire(e, now)) {
+        if (e.takeIdle(false) != -1) {
+          destroy(e);
+        }
+        continue;
+      }
+      boolean validate = lifecycle.mustValidate(e, now);
+      if (e.takeIdle(lend && !validate) != -1) {
+        e.validateBeforeLend = validate;
         return e;
       }
     }
     return null;
   }
 
-  private @Nullable PooledEntry takeIdleOwned() {
-    for (int i = 0, n = slots.length(); i < n; i++) {
+  /** Takes every idle entry that {@code which} selects, highest slot first. */
+  List<PooledEntry> takeAllIdle(Predicate<PooledEntry> which) {
+    List<PooledEntry> taken = new ArrayList<>();
+    for (int i = slots.length() - 1; i >= 0; i--) {
       PooledEntry e = slots.get(i);
-      if (e != null && e.takeIdle(false) != -1) {
-        return e;
+      if (e != null && e.state() == PooledEntry.IDLE && which.test(e) && e.takeIdle(false) != -1) {
+        taken.add(e);
       }
     }
-    return null;
+    return taken;
+  }
+
+  int idleCount() {
+    int n = 0;
+    for (int i = 0; i < slots.length(); i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null && e.state() == PooledEntry.IDLE) {
+        n++;
+      }
+    }
+    return n;
   }
 
   /** Makes an OWNED entry LENT to a new generation and returns its handle. */
@@ -237,6 +312,10 @@ public final class PoolCore {
    * after parking, if a waiter appeared, take the entry back and try again.
    */
   void offer(PooledEntry e) {
+    offer(e, now());
+  }
+
+  private void offer(PooledEntry e, long now) {
     for (;;) {
       if (closing) {
         destroy(e);
@@ -250,7 +329,7 @@ public final class PoolCore {
           return;
         }
       }
-      e.idleSinceNanos = now();
+      e.idleSinceNanos = now;
       long idle = PooledEntry.withState(e.stamp(), PooledEntry.IDLE);
       e.setStamp(idle);
       if (waiters.isEmpty() && !closing) {
@@ -262,10 +341,84 @@ public final class PoolCore {
     }
   }
 
-  /** A handle's close(): only the handle of the current lend may return the entry. */
-  void release(PooledEntry e, long lentStamp) {
-    if (e.cas(lentStamp, PooledEntry.withState(lentStamp, PooledEntry.OWNED))) {
-      offer(e);
+  /**
+   * A handle's close(): only the handle of the current lend may return the entry. A returned
+   * connection that is broken, soft-evicted or past its lifetime is closed; one the borrower left
+   * dirty is reset first (closed if that fails); then it goes to the head waiter or to idle.
+   * {@code actual} completes once that is decided.
+   */
+  void release(PooledEntry e, long lentStamp, int dirty, CoreSubscriber<? super Void> actual) {
+    if (!e.cas(lentStamp, PooledEntry.withState(lentStamp, PooledEntry.OWNED))) {
+      Operators.complete(actual); // a second close, or the pool already took it back
+      return;
+    }
+    long now = now();
+    if (closing || lifecycle.retireOnReturn(e, now)) {
+      destroy(e);
+      Operators.complete(actual);
+    } else if (!lifecycle.needsReset(e, dirty)) {
+      e.lastAliveNanos = now;
+      offer(e, now);
+      Operators.complete(actual);
+    } else {
+      actual.onSubscribe(Operators.emptySubscription());
+      lifecycle.reset(e, dirty).subscribe(null, error -> {
+        destroy(e);
+        actual.onComplete();
+      }, () -> {
+        long after = now();
+        e.lastAliveNanos = after;
+        offer(e, after);
+        actual.onComplete();
+      });
+    }
+  }
+
+  /** An error came through a lent connection: if it means the connection is gone, mark it. */
+  void onConnectionError(PooledEntry e, Throwable error) {
+    if (Lifecycle.meansDead(error)) {
+      e.broken = true;
+      if (Lifecycle.meansServerGone(error)) {
+        lifecycle.checkIdleNow();
+      }
+    }
+  }
+
+  /** Starts connects for minIdle and waiters, if any are missing. */
+  void refill() {
+    creator.createIfNeeded();
+  }
+
+  /**
+   * Closes every idle connection and retires every lent one when it comes back, then opens as
+   * many connections as the pool held before.
+   */
+  public Mono<Void> softEvict() {
+    return Mono.defer(() -> {
+      int before = allocated();
+      epoch.incrementAndGet();
+      List<Mono<Void>> closes = new ArrayList<>();
+      for (PooledEntry e : takeAllIdle(e -> true)) {
+        closes.add(destroy(e));
+      }
+      return Mono.when(closes).then(creator.fill(before)).then();
+    });
+  }
+
+  /** Fails the oldest waiters that saw more than acquireRetry failed connects. */
+  void failWaitersAfterRetries(long failures, Throwable error) {
+    int retries = config.acquireRetry();
+    if (retries == Integer.MAX_VALUE) {
+      return;
+    }
+    for (Acquire w : waiters) {
+      if (w.state() != Acquire.WAITING) {
+        continue;
+      }
+      if (failures - w.failuresAtStart <= retries) {
+        return; // later waiters started later and saw fewer failures
+      }
+      w.failWaiting(error);
     }
   }
 
@@ -320,22 +473,28 @@ public final class PoolCore {
 
   // ---------------------------------------------------------------- closing connections
 
-  /** Closes an OWNED entry's physical connection, bounded by maxCloseTime, then frees its slot. */
-  void destroy(PooledEntry e) {
+  /**
+   * Closes an OWNED entry's physical connection, bounded by maxCloseTime, then frees its slot.
+   * Returns the completion of that, already under way.
+   */
+  Mono<Void> destroy(PooledEntry e) {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
     Connection c = e.connection;
     if (c == null) {
       freeSlot(e);
-      return;
+      return Mono.empty();
     }
+    Sinks.Empty<Void> done = Sinks.empty();
     Mono.defer(() -> Mono.from(c.close()))
         .timeout(config.maxCloseTime(), scheduler)
         .onErrorResume(err -> Mono.empty())
         .doFinally(sig -> {
           closedCount.increment();
           freeSlot(e);
+          done.tryEmitEmpty();
         })
         .subscribe();
+    return done.asMono();
   }
 
   // ---------------------------------------------------------------- shutdown
@@ -380,6 +539,7 @@ public final class PoolCore {
       return;
     }
     closing = true;
+    lifecycle.stop();
     failWaiters();
     creator.shutdown();
     for (int i = 0; i < slots.length(); i++) {
@@ -482,6 +642,7 @@ public final class PoolCore {
   /** Starts opening {@code initialSize} connections in the background. */
   public void start() {
     creator.startInitialFill(config.initialSize());
+    lifecycle.start();
   }
 
   @Override

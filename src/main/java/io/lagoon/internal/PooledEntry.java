@@ -1,6 +1,7 @@
 package io.lagoon.internal;
 
 import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.IsolationLevel;
 import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import org.jspecify.annotations.Nullable;
@@ -44,6 +45,30 @@ final class PooledEntry {
    * read by whoever takes it out of IDLE.
    */
   long idleSinceNanos;
+
+  /** When the connection was last seen working: given back after use, or validated. */
+  long lastAliveNanos;
+
+  /** When the connection's lifetime ends (maxLifeTime minus this entry's jitter). */
+  long expiresAtNanos;
+
+  /** This entry's keepalive jitter: keepalive runs this much before keepaliveInterval. */
+  long keepaliveJitterNanos;
+
+  /** The pool's soft-eviction epoch when the connection was opened. */
+  int epoch;
+
+  /** Set by the owner that took the entry from IDLE when it must be validated before a lend. */
+  boolean validateBeforeLend;
+
+  /** Session state when the connection was opened, restored on release if a borrower changed it. */
+  boolean initialAutoCommit = true;
+
+  /** Isolation level before a borrower first changed it; null until then. */
+  volatile @Nullable IsolationLevel initialIsolation;
+
+  /** An error raised through the connection showed that it is gone: close it, never lend it. */
+  volatile boolean broken;
 
   static int state(long stamp) {
     return (int) (stamp & 3);

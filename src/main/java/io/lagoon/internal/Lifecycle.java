@@ -1,0 +1,257 @@
+package io.lagoon.internal;
+
+import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.IsolationLevel;
+import io.r2dbc.spi.R2dbcException;
+import io.r2dbc.spi.R2dbcNonTransientResourceException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ThreadLocalRandom;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
+import org.reactivestreams.Publisher;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+/**
+ * What keeps connections healthy: validation before a lend, the reset after one, recognising
+ * dead connections, and housekeeping (idle and lifetime retirement, keepalive, soft eviction).
+ *
+ * <p>It decides and runs the I/O; every state change it causes goes through {@link PoolCore}
+ * (take an entry out of IDLE, offer it, destroy it), so the core's invariants hold unchanged.
+ */
+final class Lifecycle {
+
+  /** SQLSTATEs that mean the connection (or the server behind it) is gone. */
+  private static final Set<String> DEAD_STATES =
+      Set.of("57P01", "57P02", "57P03", "57P05", "25P03");
+  /** SQLSTATEs that mean the server went away, so the other idle connections are suspect too. */
+  private static final Set<String> SERVER_GONE_STATES = Set.of("57P01", "57P02", "57P03");
+
+  private final PoolCore core;
+  private final PoolConfig config;
+  private final long skipWindowNanos;
+  private final long maxIdleNanos;
+  private final long maxLifeNanos;
+  private final long keepaliveNanos;
+  private volatile @Nullable Disposable housekeeping;
+
+  Lifecycle(PoolCore core, PoolConfig config) {
+    this.core = core;
+    this.config = config;
+    this.skipWindowNanos = config.validationSkipWindow().toNanos();
+    this.maxIdleNanos = config.maxIdleTime().toNanos();
+    this.maxLifeNanos = config.maxLifeTime().toNanos();
+    this.keepaliveNanos = config.keepaliveInterval().toNanos();
+  }
+
+  // ---------------------------------------------------------------- new connections
+
+  /** Stamps a new entry's times and jitters; its owner publishes it afterwards. */
+  void opened(PooledEntry e, Connection c, long now) {
+    ThreadLocalRandom random = ThreadLocalRandom.current();
+    e.createdNanos = now;
+    e.lastAliveNanos = now;
+    e.idleSinceNanos = now;
+    e.expiresAtNanos = now + maxLifeNanos - random.nextLong(maxLifeNanos / 40 + 1); // <= 2.5 %
+    e.keepaliveJitterNanos = random.nextLong(keepaliveNanos / 10 + 1); // <= 10 %
+    e.initialAutoCommit = c.isAutoCommit();
+  }
+
+  /** Runs postAllocate, bounded by maxCreateConnectionTime; empty when none is configured. */
+  Mono<Void> postAllocate(Connection c) {
+    Function<? super Connection, ? extends Publisher<Void>> hook = config.postAllocate();
+    if (hook == null) {
+      return Mono.empty();
+    }
+    return Mono.defer(() -> Mono.from(hook.apply(c)))
+        .timeout(config.maxCreateConnectionTime(), core.scheduler());
+  }
+
+  // ---------------------------------------------------------------- borrow
+
+  /** Whether an IDLE entry must be retired rather than lent. */
+  boolean mustRetire(PooledEntry e, long now) {
+    return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
+  }
+
+  /** Whether an IDLE entry must be validated before it is lent. */
+  boolean mustValidate(PooledEntry e, long now) {
+    return now - e.lastAliveNanos > skipWindowNanos;
+  }
+
+  /** Validates {@code e}, then delivers it to {@code a}, or closes it and requeues {@code a}. */
+  void validateThenDeliver(Acquire a, PooledEntry e) {
+    validate(e.connection()).subscribe(ok -> {
+      if (ok) {
+        e.lastAliveNanos = core.now();
+        Trampoline.run(() -> a.deliver(e));
+      } else {
+        core.destroy(e);
+        core.requeue(a);
+      }
+    });
+  }
+
+  /**
+   * Emits whether the connection works: the validation query runs without error, or the driver's
+   * validate() says so. Never errors; a check slower than maxValidationTime counts as failed.
+   */
+  Mono<Boolean> validate(Connection c) {
+    String query = config.validationQuery();
+    Mono<Boolean> check = query != null
+        ? Flux.defer(() -> c.createStatement(query).execute())
+            .concatMap(r -> r.map((row, meta) -> Boolean.TRUE))
+            .then(Mono.just(Boolean.TRUE))
+        : Mono.defer(() -> Mono.from(c.validate(config.validationDepth())));
+    return check.timeout(config.maxValidationTime(), core.scheduler())
+        .defaultIfEmpty(Boolean.FALSE)
+        .onErrorReturn(Boolean.FALSE);
+  }
+
+  // ---------------------------------------------------------------- release
+
+  /** Whether a returned entry must be closed instead of going back to the pool. */
+  boolean retireOnReturn(PooledEntry e, long now) {
+    return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
+  }
+
+  /** Whether anything must run before the entry can be lent again. */
+  boolean needsReset(PooledEntry e, int dirty) {
+    return dirty != 0 || config.preRelease() != null || !e.connection().isAutoCommit();
+  }
+
+  /**
+   * Undoes what the borrower left behind: preRelease, then rollback of an open transaction, then
+   * auto-commit, isolation, statement and lock-wait timeouts, each only if the borrower changed it.
+   * Bounded by maxValidationTime; errors when any step fails or is too slow.
+   */
+  Mono<Void> reset(PooledEntry e, int dirty) {
+    Connection c = e.connection();
+    List<Mono<Void>> steps = new ArrayList<>(6);
+    Function<? super Connection, ? extends Publisher<Void>> hook = config.preRelease();
+    if (hook != null) {
+      steps.add(Mono.defer(() -> Mono.from(hook.apply(c))));
+    }
+    steps.add(Mono.defer(() -> (dirty & PooledConnection.TX) != 0 || !c.isAutoCommit()
+        ? Mono.from(c.rollbackTransaction()) : Mono.empty()));
+    if ((dirty & PooledConnection.AUTO_COMMIT) != 0) {
+      steps.add(Mono.defer(() -> c.isAutoCommit() == e.initialAutoCommit
+          ? Mono.empty() : Mono.from(c.setAutoCommit(e.initialAutoCommit))));
+    }
+    IsolationLevel isolation = e.initialIsolation;
+    if ((dirty & PooledConnection.ISOLATION) != 0 && isolation != null) {
+      steps.add(Mono.defer(() -> Mono.from(c.setTransactionIsolationLevel(isolation))));
+    }
+    if ((dirty & PooledConnection.STATEMENT_TIMEOUT) != 0) {
+      steps.add(Mono.defer(() -> Mono.from(c.setStatementTimeout(Duration.ZERO))));
+    }
+    if ((dirty & PooledConnection.LOCK_WAIT_TIMEOUT) != 0) {
+      steps.add(Mono.defer(() -> Mono.from(c.setLockWaitTimeout(Duration.ZERO))));
+    }
+    return Mono.when(Flux.concat(steps))
+        .timeout(config.maxValidationTime(), core.scheduler());
+  }
+
+  // ---------------------------------------------------------------- dead connections
+
+  /** Whether an error raised through a connection means that the connection is gone. */
+  static boolean meansDead(Throwable error) {
+    for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      if (t instanceof R2dbcNonTransientResourceException) {
+        return true;
+      }
+      String state = t instanceof R2dbcException r ? r.getSqlState() : null;
+      if (state != null && (state.startsWith("08") || DEAD_STATES.contains(state))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Whether the error says the server went away (shut down, restarted, terminated backends). */
+  static boolean meansServerGone(Throwable error) {
+    for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
+      String state = t instanceof R2dbcException r ? r.getSqlState() : null;
+      if (state != null && (state.startsWith("08") || SERVER_GONE_STATES.contains(state))) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Validates every idle connection now (the server may have restarted). */
+  void checkIdleNow() {
+    for (PooledEntry e : core.takeAllIdle(e -> true)) {
+      revalidate(e);
+    }
+  }
+
+  /** Validates an OWNED entry taken from IDLE: back to the pool if it works, closed if not. */
+  private void revalidate(PooledEntry e) {
+    validate(e.connection()).subscribe(ok -> {
+      if (ok) {
+        e.lastAliveNanos = core.now();
+        core.offer(e);
+      } else {
+        core.destroy(e);
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- housekeeping
+
+  void start() {
+    long period = config.backgroundEvictionInterval().toNanos();
+    housekeeping = core.scheduler().schedulePeriodically(this::housekeep, period, period,
+        TimeUnit.NANOSECONDS);
+  }
+
+  void stop() {
+    Disposable d = housekeeping;
+    if (d != null) {
+      d.dispose();
+    }
+  }
+
+  /**
+   * One housekeeping round: retire idle connections that are broken, soft-evicted, past their
+   * lifetime (at most a quarter of maxSize per round, so a pool never turns over at once) or idle
+   * beyond maxIdleTime while more than minIdle are idle; validate the ones due for keepalive; then
+   * refill minIdle.
+   */
+  void housekeep() {
+    if (core.isClosed()) {
+      return;
+    }
+    long now = core.now();
+    int[] idleLeft = {core.stats().idle()};
+    int[] lifetimeBudget = {Math.max(1, config.maxSize() / 4)};
+    List<PooledEntry> retire = core.takeAllIdle(e -> {
+      if (e.broken || e.epoch != core.epoch()) {
+        idleLeft[0]--;
+        return true;
+      }
+      if (now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
+        lifetimeBudget[0]--;
+        idleLeft[0]--;
+        return true;
+      }
+      if (idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
+        idleLeft[0]--;
+        return true;
+      }
+      return false;
+    });
+    retire.forEach(core::destroy);
+    if (keepaliveNanos > 0) {
+      core.takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
+          .forEach(this::revalidate);
+    }
+    core.refill();
+  }
+}

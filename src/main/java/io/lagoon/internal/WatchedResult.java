@@ -1,0 +1,50 @@
+package io.lagoon.internal;
+
+import io.r2dbc.spi.Readable;
+import io.r2dbc.spi.Result;
+import io.r2dbc.spi.Row;
+import io.r2dbc.spi.RowMetadata;
+import java.util.function.BiFunction;
+import java.util.function.Function;
+import java.util.function.Predicate;
+import org.reactivestreams.Publisher;
+
+/**
+ * A result whose publishers report their errors to the pool: a connection killed mid-query
+ * often fails while its rows are read, after {@code execute()} already emitted the result.
+ */
+final class WatchedResult implements Result {
+
+  private final PooledConnection owner;
+  private final Result delegate;
+
+  WatchedResult(PooledConnection owner, Result delegate) {
+    this.owner = owner;
+    this.delegate = delegate;
+  }
+
+  @Override
+  public Publisher<Long> getRowsUpdated() {
+    return owner.watch(delegate.getRowsUpdated());
+  }
+
+  @Override
+  public <T> Publisher<T> map(BiFunction<Row, RowMetadata, ? extends T> mapping) {
+    return owner.watch(delegate.map(mapping));
+  }
+
+  @Override
+  public <T> Publisher<T> map(Function<? super Readable, ? extends T> mapping) {
+    return owner.watch(delegate.map(mapping));
+  }
+
+  @Override
+  public Result filter(Predicate<Segment> filter) {
+    return new WatchedResult(owner, delegate.filter(filter));
+  }
+
+  @Override
+  public <T> Publisher<T> flatMap(Function<Segment, ? extends Publisher<? extends T>> mapping) {
+    return owner.watch(delegate.flatMap(mapping));
+  }
+}
