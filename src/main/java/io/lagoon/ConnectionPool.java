@@ -78,16 +78,20 @@ public final class ConnectionPool
 
   /**
    * Like {@link #withConnection}, inside a transaction: committed when {@code work} completes,
-   * rolled back when it fails or is cancelled. Lazy.
+   * rolled back when it or the commit fails (the subscriber sees that error, not a wrapper), and
+   * rolled back by the pool's reset when the subscriber cancels. Lazy.
    */
   public <T> Flux<T> inTransaction(Function<? super Connection, ? extends Publisher<? extends T>> work) {
     Objects.requireNonNull(work, "work must not be null");
-    return withConnection(c -> Flux.usingWhen(
-        Mono.from(c.beginTransaction()).thenReturn(c),
-        work,
-        Connection::commitTransaction,
-        (tx, err) -> tx.rollbackTransaction(),
-        Connection::rollbackTransaction));
+    return withConnection(c -> Mono.from(c.beginTransaction())
+        .thenMany(Flux.<T>defer(() -> Flux.from(work.apply(c))))
+        .concatWith(Mono.from(c.commitTransaction()).then(Mono.<T>empty()))
+        .onErrorResume(error -> Mono.from(c.rollbackTransaction())
+            .onErrorResume(rollbackError -> {
+              error.addSuppressed(rollbackError);
+              return Mono.empty();
+            })
+            .then(Mono.<T>error(error))));
   }
 
   /**

@@ -81,7 +81,7 @@ final class Lifecycle {
 
   /** Whether an IDLE entry must be validated before it is lent. */
   boolean mustValidate(PooledEntry e, long now) {
-    return now - e.lastAliveNanos > skipWindowNanos;
+    return now - e.lastAliveNanos >= skipWindowNanos;
   }
 
   /** Validates {@code e}, then delivers it to {@code a}, or closes it and requeues {@code a}. */

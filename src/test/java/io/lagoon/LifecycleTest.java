@@ -1,0 +1,441 @@
+package io.lagoon;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.lagoon.testing.FakeConnection;
+import io.lagoon.testing.FakeConnectionFactory;
+import io.lagoon.testing.FakeSqlException;
+import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.IsolationLevel;
+import io.r2dbc.spi.R2dbcNonTransientResourceException;
+import io.r2dbc.spi.R2dbcTransientResourceException;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
+import java.util.function.UnaryOperator;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.test.StepVerifier;
+import reactor.test.scheduler.VirtualTimeScheduler;
+
+/** Validation, reset on release, dead connections, retirement, keepalive, recovery: in virtual time. */
+class LifecycleTest {
+
+  private final VirtualTimeScheduler time = VirtualTimeScheduler.create();
+  private final FakeConnectionFactory driver = new FakeConnectionFactory().scheduler(time);
+  private final List<ConnectionPool> pools = new ArrayList<>();
+
+  @AfterEach
+  void closePools() {
+    pools.forEach(ConnectionPool::dispose);
+    time.dispose();
+  }
+
+  private ConnectionPool pool(UnaryOperator<ConnectionPoolBuilder> config) {
+    ConnectionPool p = config.apply(ConnectionPool.builder(driver).initialSize(0).scheduler(time)
+        .poolName("life")).build();
+    pools.add(p);
+    return p;
+  }
+
+  private static void run(Connection c, String sql) {
+    Flux.from(c.createStatement(sql).execute()).flatMap(r -> r.getRowsUpdated()).blockLast();
+  }
+
+  // ------------------------------------------------------------------ 1. validation on borrow
+
+  @Test
+  void aConnectionUsedWithinTheSkipWindowIsLentWithoutValidation() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower first = Borrower.borrow(pool.create());
+    FakeConnection physical = first.physical();
+    first.release();
+    time.advanceTimeBy(Duration.ofMillis(400));
+    Borrower second = Borrower.borrow(pool.create());
+    assertThat(second.physical()).isSameAs(physical);
+    assertThat(physical.validations()).isZero();
+    second.release();
+  }
+
+  @Test
+  void aConnectionThatFailsValidationIsClosedAndTheBorrowerGetsAnotherWithoutAnError() {
+    ConnectionPool pool = pool(b -> b.maxSize(2));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection dead = a.physical();
+    a.release();
+    time.advanceTimeBy(Duration.ofSeconds(1)); // past the 500 ms skip window
+    dead.breakConnection();
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.error()).isNull();
+    assertThat(b.physical()).isNotSameAs(dead);
+    assertThat(dead.validations()).isEqualTo(1);
+    assertThat(dead.isClosed()).isTrue();
+    assertThat(pool.stats().allocated()).isEqualTo(1);
+    b.release();
+  }
+
+  @Test
+  void aValidationQueryThatHangsCountsAsFailedAfterMaxValidationTime() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).validationQuery("SELECT 1")
+        .maxValidationTime(Duration.ofSeconds(2)).maxAcquireTime(Duration.ofSeconds(10)));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection stuck = a.physical();
+    a.release();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    driver.connectLatency(Duration.ofMillis(1));
+    stuck.failNextStatement(new R2dbcTransientResourceException("slow")); // validation query fails
+    Borrower b = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofMillis(1));
+    assertThat(b.got()).isTrue();
+    assertThat(b.physical()).isNotSameAs(stuck);
+    assertThat(stuck.executedSql()).containsExactly("SELECT 1");
+    assertThat(stuck.isClosed()).isTrue();
+  }
+
+  @Test
+  void validationStaysWithinTheAcquireDeadline() {
+    // every new connection arrives broken: validation keeps failing until the deadline
+    ConnectionPool pool = pool(b -> b.maxSize(1).maxAcquireTime(Duration.ofSeconds(3))
+        .validationSkipWindow(Duration.ZERO));
+    Borrower a = Borrower.borrow(pool.create());
+    a.physical().breakConnection();
+    a.release(); // validated on the next borrow because the skip window is zero
+    driver.connectLatency(Duration.ofSeconds(1));
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.got()).isFalse();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(b.got()).isTrue(); // the replacement
+    b.release();
+  }
+
+  // ------------------------------------------------------------------ 2. reset on release
+
+  @Test
+  void anUntouchedConnectionIsReturnedWithoutAnyResetStatement() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    run(a.connection(), "SELECT 1");
+    FakeConnection physical = a.physical();
+    int ops = physical.operations().size();
+    a.release();
+    assertThat(physical.operations()).hasSize(ops);
+  }
+
+  @Test
+  void anOpenTransactionIsRolledBackWhicheverWayItWasStarted() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    for (String how : List.of("beginTransaction", "setAutoCommit(false)", "BEGIN")) {
+      Borrower a = Borrower.borrow(pool.create());
+      Connection c = a.connection();
+      FakeConnection physical = a.physical();
+      switch (how) {
+        case "beginTransaction" -> Mono.from(c.beginTransaction()).block();
+        case "setAutoCommit(false)" -> Mono.from(c.setAutoCommit(false)).block();
+        default -> run(c, "BEGIN");
+      }
+      run(c, "INSERT INTO t VALUES (1)");
+      assertThat(physical.isTransactionActive()).as(how).isTrue();
+      a.release();
+      assertThat(physical.isTransactionActive()).as(how).isFalse();
+      assertThat(physical.autoCommit()).as(how).isTrue();
+      assertThat(physical.operations()).as(how).contains("rollbackTransaction");
+      assertThat(pool.stats().idle()).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void sessionSettingsReturnToTheirValuesTouchingOnlyWhatTheBorrowerChanged() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    Connection c = a.connection();
+    FakeConnection physical = a.physical();
+    Mono.from(c.setTransactionIsolationLevel(IsolationLevel.SERIALIZABLE)).block();
+    Mono.from(c.setStatementTimeout(Duration.ofSeconds(3))).block();
+    int before = physical.operations().size();
+    a.release();
+    assertThat(physical.isolationLevel()).isEqualTo(IsolationLevel.READ_COMMITTED);
+    assertThat(physical.statementTimeout()).isEqualTo(Duration.ZERO);
+    List<String> resetOps = physical.operations().subList(before, physical.operations().size());
+    assertThat(resetOps).containsExactly("setTransactionIsolationLevel(READ COMMITTED)",
+        "setStatementTimeout(PT0S)");
+
+    Borrower b = Borrower.borrow(pool.create());
+    Mono.from(b.connection().setLockWaitTimeout(Duration.ofSeconds(1))).block();
+    int before2 = physical.operations().size();
+    b.release();
+    assertThat(physical.operations().subList(before2, physical.operations().size()))
+        .containsExactly("setLockWaitTimeout(PT0S)");
+  }
+
+  @Test
+  void aFailedCommitNeverReturnsAnOpenTransactionToThePool() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).initialSize(1));
+    FakeConnection physical = driver.connections().get(0);
+    physical.failNextCommit(new R2dbcTransientResourceException("serialization failure", "40001"));
+    StepVerifier.create(pool.inTransaction(c -> Flux.from(c.createStatement("INSERT").execute())
+        .flatMap(r -> r.getRowsUpdated()))).expectNext(0L)
+        .expectError(R2dbcTransientResourceException.class)
+        .verify(Duration.ofSeconds(5));
+    assertThat(pool.stats().idle()).isEqualTo(1);
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.physical()).isSameAs(physical);
+    assertThat(physical.isTransactionActive()).isFalse();
+    assertThat(b.connection().isAutoCommit()).isTrue();
+    b.release();
+  }
+
+  @Test
+  void aResetThatFailsClosesTheConnectionAndItIsNeverLentAgain() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    Mono.from(a.connection().beginTransaction()).block();
+    physical.breakConnection(); // the rollback will fail
+    a.release();
+    assertThat(physical.isClosed()).isTrue();
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.physical()).isNotSameAs(physical);
+    b.release();
+  }
+
+  @Test
+  void aResetThatHangsIsAbandonedAfterMaxValidationTimeAndTheConnectionReplaced() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).maxValidationTime(Duration.ofSeconds(2))
+        .preRelease(c -> Mono.never()));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    Mono<Void> close = Mono.from(a.connection().close());
+    Borrower waiter = Borrower.borrow(pool.create());
+    close.subscribe();
+    assertThat(waiter.got()).isFalse();
+    time.advanceTimeBy(Duration.ofSeconds(2));
+    assertThat(physical.isClosed()).isTrue();
+    assertThat(waiter.got()).isTrue();
+    assertThat(waiter.physical()).isNotSameAs(physical);
+  }
+
+  // ------------------------------------------------------------------ 3. dead connections
+
+  @Test
+  void anErrorThatMeansTheConnectionIsGoneMarksItBrokenAndItIsClosedOnRelease() {
+    List<Throwable> deadly = List.of(
+        new FakeSqlException("terminating connection due to administrator command", "57P01"),
+        new FakeSqlException("connection failure", "08006"),
+        new FakeSqlException("idle session timeout", "57P05"),
+        new FakeSqlException("idle-in-transaction timeout", "25P03"),
+        new R2dbcNonTransientResourceException("socket closed"));
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    for (Throwable error : deadly) {
+      Borrower a = Borrower.borrow(pool.create());
+      FakeConnection physical = a.physical();
+      physical.failNextStatement(error);
+      StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
+          .expectError().verify();
+      a.release();
+      assertThat(physical.isClosed()).as(error.toString()).isTrue();
+    }
+  }
+
+  @Test
+  void anOrdinaryErrorLeavesTheConnectionInThePool() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    physical.failNextStatement(new FakeSqlException("duplicate key", "23505"));
+    StepVerifier.create(Flux.from(a.connection().createStatement("INSERT").execute()))
+        .expectError().verify();
+    a.release();
+    assertThat(physical.isClosed()).isFalse();
+    assertThat(pool.stats().idle()).isEqualTo(1);
+  }
+
+  @Test
+  void whenOneConnectionShowsTheServerRestartedTheIdleOnesAreCheckedAtOnce() {
+    ConnectionPool pool = pool(b -> b.maxSize(4).initialSize(4).minIdle(0));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection victim = a.physical();
+    List<FakeConnection> idle = driver.connections().stream().filter(c -> c != victim).toList();
+    idle.forEach(FakeConnection::breakConnection); // the restart killed them too
+    victim.failNextStatement(new FakeSqlException("terminating connection", "57P01"));
+    StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    // no borrower has touched them, yet they are already closed
+    assertThat(idle).allSatisfy(c -> assertThat(c.isClosed()).isTrue());
+    assertThat(pool.stats().idle()).isZero();
+    a.release();
+    assertThat(victim.isClosed()).isTrue();
+  }
+
+  // ------------------------------------------------------------------ 4. retirement
+
+  @Test
+  void idleConnectionsBeyondMinIdleAreClosedAfterMaxIdleTime() {
+    ConnectionPool pool = pool(b -> b.maxSize(5).initialSize(5).minIdle(2)
+        .maxIdleTime(Duration.ofMinutes(10)).keepaliveInterval(Duration.ZERO)
+        .backgroundEvictionInterval(Duration.ofMinutes(1)));
+    time.advanceTimeBy(Duration.ofMinutes(9));
+    assertThat(pool.stats().idle()).isEqualTo(5);
+    time.advanceTimeBy(Duration.ofMinutes(1));
+    assertThat(pool.stats().idle()).isEqualTo(2);
+    assertThat(driver.closed()).isEqualTo(3);
+  }
+
+  @Test
+  void connectionsRetireBeforeMaxLifeTimeWithJitterAndAFewAtATime() {
+    ConnectionPool pool = pool(b -> b.maxSize(8).initialSize(8).minIdle(8)
+        .maxConcurrentCreates(8).maxLifeTime(Duration.ofMinutes(30))
+        .maxIdleTime(Duration.ofHours(1)).keepaliveInterval(Duration.ZERO)
+        .backgroundEvictionInterval(Duration.ofSeconds(5)));
+    Set<Long> first = new HashSet<>();
+    driver.connections().forEach(c -> first.add(c.id()));
+    time.advanceTimeBy(Duration.ofMinutes(30).minusSeconds(46)); // 2.5 % of 30 min is 45 s
+    assertThat(driver.closed()).isZero();
+    time.advanceTimeBy(Duration.ofSeconds(5));
+    assertThat(driver.closed()).as("at most maxSize/4 per round").isLessThanOrEqualTo(2);
+    // 2.5 % jitter puts every expiry in the last 45 s; at two per 5 s round the last ones may
+    // retire a few rounds after maxLifeTime.
+    time.advanceTimeBy(Duration.ofSeconds(45 + 20));
+    assertThat(driver.closed()).isEqualTo(8);
+    assertThat(driver.connections()).filteredOn(c -> first.contains(c.id()))
+        .allSatisfy(c -> assertThat(c.isClosed()).isTrue());
+    assertThat(pool.stats().idle()).as("minIdle refilled").isEqualTo(8);
+  }
+
+  @Test
+  void aLentConnectionPastItsLifetimeIsRetiredWhenItComesBack() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).maxLifeTime(Duration.ofMinutes(10))
+        .keepaliveInterval(Duration.ZERO));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    time.advanceTimeBy(Duration.ofMinutes(11));
+    assertThat(physical.isClosed()).isFalse();
+    a.release();
+    assertThat(physical.isClosed()).isTrue();
+    assertThat(pool.stats().allocated()).isZero();
+  }
+
+  @Test
+  void minIdleIsRefilledAfterEveryEviction() {
+    ConnectionPool pool = pool(b -> b.maxSize(4).minIdle(3).keepaliveInterval(Duration.ZERO)
+        .backgroundEvictionInterval(Duration.ofSeconds(10)));
+    time.advanceTimeBy(Duration.ofSeconds(10));
+    assertThat(pool.stats().idle()).isEqualTo(3);
+    Borrower a = Borrower.borrow(pool.create());
+    a.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+    StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    a.release(); // closed: broken
+    assertThat(pool.stats().idle()).isEqualTo(3);
+    assertThat(driver.closed()).isEqualTo(1);
+  }
+
+  // ------------------------------------------------------------------ 5. keepalive
+
+  @Test
+  void keepaliveReplacesAConnectionTheServerDroppedBeforeABorrowerSeesIt() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).initialSize(2).minIdle(2)
+        .keepaliveInterval(Duration.ofMinutes(2))
+        .backgroundEvictionInterval(Duration.ofSeconds(10)));
+    FakeConnection dropped = driver.connections().get(0);
+    dropped.breakConnection();
+    time.advanceTimeBy(Duration.ofMinutes(2));
+    assertThat(dropped.validations()).isEqualTo(1);
+    assertThat(dropped.isClosed()).isTrue();
+    assertThat(driver.connections().get(1).validations()).isEqualTo(1);
+    assertThat(pool.stats().idle()).isEqualTo(2);
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.physical()).isNotSameAs(dropped);
+    b.release();
+  }
+
+  // ------------------------------------------------------------------ 6. creation failures
+
+  @Test
+  void connectsBackOffExponentiallyAndThePoolRecoversByItselfWhenTheDatabaseIsBack() {
+    driver.failConnects(true);
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxAcquireTime(Duration.ofSeconds(30)));
+    Borrower waiter = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(20));
+    int attempts = driver.connectAttempts();
+    // 10 ms doubling to 5 s, with equal jitter: 9 to 14 attempts in 20 s, not thousands
+    assertThat(attempts).isBetween(8, 16);
+    driver.failConnects(false);
+    time.advanceTimeBy(Duration.ofSeconds(5));
+    assertThat(waiter.got()).isTrue();
+    assertThat(driver.connectAttempts() - attempts).isEqualTo(1);
+  }
+
+  @Test
+  void acquireRetryFailsAWaiterAfterThatManyConnectFailuresWithinItsDeadline() {
+    driver.failConnects(true);
+    ConnectionPool pool = pool(b -> b.maxSize(2).acquireRetry(2)
+        .maxAcquireTime(Duration.ofSeconds(30)));
+    Borrower waiter = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofMillis(200));
+    assertThat(waiter.error()).isInstanceOf(R2dbcNonTransientResourceException.class)
+        .hasMessageContaining("connection refused");
+    assertThat(driver.connectAttempts()).isEqualTo(3);
+  }
+
+  // ------------------------------------------------------------------ 7. warmup
+
+  @Test
+  void warmupOpensInParallelBoundedByMaxConcurrentCreates() {
+    driver.connectLatency(Duration.ofSeconds(1));
+    ConnectionPool pool = pool(b -> b.maxSize(10).initialSize(0).maxConcurrentCreates(3));
+    ConnectionPool warm = pool(b -> b.maxSize(10).initialSize(7).maxConcurrentCreates(3));
+    driver.connectLatency(Duration.ofSeconds(1));
+    assertThat(driver.connectsInFlight()).isEqualTo(3);
+    Integer[] opened = new Integer[1];
+    warm.warmup().subscribe(n -> opened[0] = n);
+    time.advanceTimeBy(Duration.ofSeconds(3));
+    assertThat(opened[0]).isZero(); // the background fill opened them all
+    assertThat(warm.stats().idle()).isEqualTo(7);
+    assertThat(driver.maxLive()).isEqualTo(7);
+    assertThat(pool.stats().allocated()).isZero();
+  }
+
+  // ------------------------------------------------------------------ 8. soft eviction
+
+  @Test
+  void softEvictClosesIdleRetiresLentOnReturnAndRefills() {
+    ConnectionPool pool = pool(b -> b.maxSize(4).initialSize(3));
+    Borrower lent = Borrower.borrow(pool.create());
+    List<FakeConnection> before = List.copyOf(driver.connections());
+    StepVerifier.create(pool.softEvict()).verifyComplete();
+    assertThat(before).filteredOn(c -> c != lent.physical())
+        .allSatisfy(c -> assertThat(c.isClosed()).isTrue());
+    assertThat(lent.physical().isClosed()).isFalse();
+    assertThat(pool.stats().idle()).isEqualTo(2);
+    FakeConnection old = lent.physical();
+    lent.release();
+    assertThat(old.isClosed()).isTrue();
+    assertThat(driver.opened()).isEqualTo(5);
+  }
+
+  // ------------------------------------------------------------------ 9. bounded close
+
+  @Test
+  void aHungCloseFreesItsSlotAfterMaxCloseTimeAndTheAccountsStayExact() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).maxCloseTime(Duration.ofSeconds(3)));
+    Borrower a = Borrower.borrow(pool.create());
+    a.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+    StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    driver.hangCloses(true);
+    a.release();
+    Borrower waiter = Borrower.borrow(pool.create());
+    assertThat(pool.stats().allocated()).as("the closing connection still holds its slot").isEqualTo(1);
+    assertThat(waiter.got()).isFalse();
+    time.advanceTimeBy(Duration.ofSeconds(3));
+    assertThat(waiter.got()).isTrue();
+    PoolStats s = pool.stats();
+    assertThat(s.allocated()).isEqualTo(1);
+    assertThat(s.closed()).isEqualTo(1);
+    assertThat(s.created()).isEqualTo(2);
+  }
+}
