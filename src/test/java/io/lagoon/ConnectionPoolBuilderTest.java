@@ -58,6 +58,39 @@ class ConnectionPoolBuilderTest {
   }
 
   @Test
+  void lifecycleOptionsAreChecked() {
+    rejects(b -> b.validationQuery(" "), "validationQuery (' ') must not be blank");
+    rejects(b -> b.maxValidationTime(Duration.ZERO), "maxValidationTime (PT0S) must be positive");
+    rejects(b -> b.validationSkipWindow(Duration.ofMillis(-1)),
+        "validationSkipWindow (PT-0.001S) must not be negative");
+    rejects(b -> b.maxIdleTime(Duration.ZERO), "maxIdleTime (PT0S) must be positive");
+    rejects(b -> b.maxLifeTime(Duration.ofMinutes(-1)), "maxLifeTime (PT-1M) must be positive");
+    rejects(b -> b.keepaliveInterval(Duration.ofSeconds(-1)),
+        "keepaliveInterval (PT-1S) must not be negative");
+    rejects(b -> b.backgroundEvictionInterval(Duration.ZERO),
+        "backgroundEvictionInterval (PT0S) must be positive");
+    rejects(b -> b.acquireRetry(-1), "acquireRetry (-1) must be >= 0");
+    rejects(b -> b.maxLifeTime(Duration.ofMinutes(2)).keepaliveInterval(Duration.ofMinutes(2)),
+        "keepaliveInterval (PT2M) must be < maxLifeTime (PT2M), or zero to disable keepalive");
+  }
+
+  @Test
+  void lifecycleDefaults() {
+    PoolConfig c = ConnectionPool.builder(factory).config();
+    assertThat(c.validationDepth()).isEqualTo(io.r2dbc.spi.ValidationDepth.LOCAL);
+    assertThat(c.validationQuery()).isNull();
+    assertThat(c.maxValidationTime()).isEqualTo(Duration.ofSeconds(5));
+    assertThat(c.validationSkipWindow()).isEqualTo(Duration.ofMillis(500));
+    assertThat(c.maxIdleTime()).isEqualTo(Duration.ofMinutes(30));
+    assertThat(c.maxLifeTime()).isEqualTo(Duration.ofMinutes(30));
+    assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofMinutes(2));
+    assertThat(c.backgroundEvictionInterval()).isEqualTo(Duration.ofSeconds(30));
+    assertThat(c.acquireRetry()).isEqualTo(Integer.MAX_VALUE);
+    assertThat(ConnectionPool.builder(factory).keepaliveInterval(Duration.ZERO).config()
+        .keepaliveInterval()).isZero();
+  }
+
+  @Test
   void combinationsAreCheckedInBuild() {
     rejects(b -> b.maxSize(5).initialSize(6), "initialSize (6) must be <= maxSize (5)");
     rejects(b -> b.maxSize(5).minIdle(12), "minIdle (12) must be <= maxSize (5)");
