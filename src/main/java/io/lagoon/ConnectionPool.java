@@ -1,5 +1,6 @@
 package io.lagoon;
 
+import io.lagoon.internal.JmxRegistration;
 import io.lagoon.internal.PoolConfig;
 import io.lagoon.internal.PoolCore;
 import io.r2dbc.spi.Closeable;
@@ -10,6 +11,7 @@ import io.r2dbc.spi.Wrapped;
 import java.time.Duration;
 import java.util.Objects;
 import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
@@ -39,12 +41,21 @@ public final class ConnectionPool
   private final PoolConfig config;
   private final PoolCore core;
   private final Mono<Connection> acquire;
+  private final @Nullable JmxRegistration jmx;
 
   ConnectionPool(PoolConfig config) {
     this.config = config;
     this.core = new PoolCore(config);
     this.acquire = core.acquireMono();
+    this.jmx = config.registerJmx()
+        ? JmxRegistration.register(config.poolName(), core::stats, core::softEvict) : null;
     core.start();
+  }
+
+  private void unregisterJmx() {
+    if (jmx != null) {
+      jmx.unregister();
+    }
   }
 
   /** A builder for a pool over the driver's {@code factory}. */
@@ -129,7 +140,7 @@ public final class ConnectionPool
    */
   @Override
   public Mono<Void> close() {
-    return core.close();
+    return core.close().doOnSubscribe(s -> unregisterJmx());
   }
 
   /**
@@ -142,7 +153,7 @@ public final class ConnectionPool
     if (grace.isNegative()) {
       throw new IllegalArgumentException("grace (" + grace + ") must not be negative");
     }
-    return core.closeGracefully(grace);
+    return core.closeGracefully(grace).doOnSubscribe(s -> unregisterJmx());
   }
 
   /**
@@ -152,6 +163,7 @@ public final class ConnectionPool
    */
   @Override
   public void dispose() {
+    unregisterJmx();
     core.dispose();
   }
 

@@ -70,6 +70,7 @@ public final class ConnectionPoolBuilder {
   private int acquireRetry = Integer.MAX_VALUE;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
+  private boolean registerJmx;
 
   ConnectionPoolBuilder(ConnectionFactory factory) {
     this.factory = Objects.requireNonNull(factory, "connectionFactory must not be null");
@@ -274,6 +275,15 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
+   * Registers the pool's {@link io.lagoon.jmx.ConnectionPoolMXBean} as {@code
+   * io.lagoon:type=ConnectionPool,name=<poolName>} until it closes. Default false.
+   */
+  public ConnectionPoolBuilder registerJmx(boolean registerJmx) {
+    this.registerJmx = registerJmx;
+    return this;
+  }
+
+  /**
    * Checks the configuration and builds a pool, which at once starts opening {@code initialSize}
    * connections in the background. Never blocks.
    *
@@ -299,7 +309,7 @@ public final class ConnectionPoolBuilder {
         maxAcquireTime, maxCreateConnectionTime, creates, maxCloseTime,
         scheduler != null ? scheduler : Schedulers.parallel(), validationDepth, validationQuery,
         maxValidationTime, validationSkipWindow, maxIdleTime, maxLifeTime, keepaliveInterval,
-        backgroundEvictionInterval, acquireRetry, postAllocate, preRelease);
+        backgroundEvictionInterval, acquireRetry, postAllocate, preRelease, registerJmx);
   }
 
   private static Duration notNegative(String option, Duration value) {

@@ -16,7 +16,9 @@ import org.reactivestreams.Subscription;
 import reactor.core.CoreSubscriber;
 import reactor.core.Disposable;
 import reactor.core.publisher.Mono;
+import reactor.core.publisher.Operators;
 import reactor.core.publisher.Sinks;
+import reactor.util.context.Context;
 
 /**
  * Opens physical connections: for waiters that no connect in flight covers, for fills (the
@@ -150,7 +152,7 @@ final class Creator {
   /** The driver delivered a connection: run postAllocate, then publish it. */
   private void onConnected(PooledEntry e, Connection c, @Nullable Fill fill) {
     lifecycle.postAllocate(c).subscribe(null, error -> {
-      Mono.from(c.close()).subscribe(null, ignored -> {});
+      closeQuietly(c);
       onFailed(e, fill, error);
     }, () -> publish(e, c, fill));
   }
@@ -283,7 +285,16 @@ final class Creator {
 
   // ---------------------------------------------------------------- one connect
 
-  /** Subscribes to the driver's create(), bounded by maxCreateConnectionTime. */
+  private static void closeQuietly(Connection c) {
+    Mono.from(c.close()).subscribe(null, ignored -> {});
+  }
+
+  /**
+   * Subscribes to the driver's create(), bounded by maxCreateConnectionTime. A connection that
+   * arrives after the attempt timed out is closed: both when the driver still emits it, and when a
+   * Reactor operator inside the driver drops it after the cancel (the discard hook in this
+   * subscriber's context hands it back).
+   */
   private final class Connect implements CoreSubscriber<Connection> {
 
     private static final VarHandle DONE;
@@ -301,10 +312,20 @@ final class Creator {
     private volatile boolean done;
     private volatile @Nullable Subscription subscription;
     private volatile @Nullable Disposable timer;
+    private final Context context = Operators.enableOnDiscard(Context.empty(), dropped -> {
+      if (dropped instanceof Connection c) {
+        closeQuietly(c);
+      }
+    });
 
     Connect(PooledEntry entry, @Nullable Fill fill) {
       this.entry = entry;
       this.fill = fill;
+    }
+
+    @Override
+    public Context currentContext() {
+      return context;
     }
 
     private boolean finish() {
@@ -332,7 +353,7 @@ final class Creator {
         onConnected(entry, c, fill);
       } else {
         // Arrived after the attempt timed out: the pool no longer counts it, so it must not live.
-        Mono.from(c.close()).subscribe(v -> {}, err -> {});
+        closeQuietly(c);
       }
     }
 

@@ -34,6 +34,7 @@ import reactor.core.scheduler.Scheduler;
  * @param acquireRetry connect failures a waiter tolerates before it fails early
  * @param postAllocate runs once on every new connection, or null
  * @param preRelease runs on every connection given back, before the reset, or null
+ * @param registerJmx whether the pool registers its MXBean
  */
 public record PoolConfig(
     ConnectionFactory factory,
@@ -57,4 +58,5 @@ public record PoolConfig(
     Duration backgroundEvictionInterval,
     int acquireRetry,
     @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate,
-    @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease) {}
+    @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease,
+    boolean registerJmx) {}

@@ -1,0 +1,489 @@
+package io.lagoon;
+
+import static io.r2dbc.spi.ConnectionFactoryOptions.CONNECT_TIMEOUT;
+import static io.r2dbc.spi.ConnectionFactoryOptions.DATABASE;
+import static io.r2dbc.spi.ConnectionFactoryOptions.DRIVER;
+import static io.r2dbc.spi.ConnectionFactoryOptions.HOST;
+import static io.r2dbc.spi.ConnectionFactoryOptions.PASSWORD;
+import static io.r2dbc.spi.ConnectionFactoryOptions.PORT;
+import static io.r2dbc.spi.ConnectionFactoryOptions.PROTOCOL;
+import static io.r2dbc.spi.ConnectionFactoryOptions.SSL;
+import static io.r2dbc.spi.ConnectionFactoryOptions.USER;
+import static java.util.Map.entry;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.lagoon.internal.PoolConfig;
+import io.lagoon.internal.PoolOptions;
+import io.lagoon.testing.MariadbSupport;
+import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.RecordingDriver;
+import io.lagoon.testing.RecordingDriver.RecordingFactory;
+import io.r2dbc.postgresql.PostgresqlConnectionFactory;
+import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.ConnectionFactories;
+import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.ConnectionFactoryOptions;
+import io.r2dbc.spi.Option;
+import io.r2dbc.spi.ValidationDepth;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.function.Function;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.reactivestreams.Publisher;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+
+class LagoonConnectionFactoryProviderTest {
+
+  /** A password that must never show up in a message or a toString. */
+  private static final String SECRET = "Pa55-w0rd-s3cret";
+
+  /** A Lagoon URL over the test-only recording driver, with credentials. */
+  private static final String RECORDING =
+      "r2dbc:lagoon:recording://app:" + SECRET + "@db.example:1234/shop";
+
+  private static final String DURATION_FORMS = "ISO-8601 like PT30S or PT5M, or a whole number"
+      + " with a unit ms, s, m, h or d like 500ms, 30s, 5m, 1h or 1d";
+
+  private static final String URL_FORM = "r2dbc:lagoon:<driver>://... or"
+      + " r2dbc:lagoon:<driver>:<protocol>://..., e.g. r2dbc:lagoon:postgresql://localhost/mydb";
+
+  private static ConnectionPoolBuilder builder(String url) {
+    return LagoonConnectionFactoryProvider.builder(ConnectionFactoryOptions.parse(url));
+  }
+
+  /** The configuration a recording-driver URL with this query gives. */
+  private static PoolConfig config(String query) {
+    return builder(RECORDING + "?" + query).config();
+  }
+
+  private static String withQuery(String url, String query) {
+    return url + (url.contains("?") ? "&" : "?") + query;
+  }
+
+  private static Flux<String> appNameAndTwo(Connection c) {
+    return Flux.from(c.createStatement(
+            "SELECT current_setting('application_name') AS app, 1 + 1 AS two").execute())
+        .concatMap(r -> r.map((row, meta) -> row.get("app", String.class) + "/"
+            + row.get("two", Integer.class)));
+  }
+
+  private static void closeAndCheck(ConnectionPool pool) {
+    pool.close().block(Duration.ofSeconds(30));
+    assertThat(pool.isDisposed()).isTrue();
+    assertThat(pool.stats().allocated()).as("%s", pool.stats()).isZero();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Discovery
+  // ---------------------------------------------------------------------------------------------
+
+  @Test
+  void aLagoonPostgresqlUrlGivesAPoolThatRunsQueries() {
+    String url = withQuery(MariadbSupport.toLagoonUrl(PostgresSupport.r2dbcUrl()),
+        "maxSize=3&initialSize=1&poolName=pg-url&applicationName=lagoon-url-test");
+
+    ConnectionFactory factory = ConnectionFactories.get(url);
+
+    assertThat(factory).isInstanceOf(ConnectionPool.class);
+    ConnectionPool pool = (ConnectionPool) factory;
+    try {
+      assertThat(pool.name()).isEqualTo("pg-url");
+      assertThat(pool.stats().maxSize()).isEqualTo(3);
+      assertThat(pool.unwrap()).isInstanceOf(PostgresqlConnectionFactory.class);
+      assertThat(pool.getMetadata().getName()).isEqualTo("PostgreSQL");
+      // applicationName is the driver's option: it went through to the PostgreSQL session
+      assertThat(pool.withConnection(LagoonConnectionFactoryProviderTest::appNameAndTwo)
+          .single().block(Duration.ofSeconds(30)))
+          .isEqualTo("lagoon-url-test/2");
+      assertThat(pool.stats().acquired()).isZero();
+    } finally {
+      closeAndCheck(pool);
+    }
+  }
+
+  @Test
+  void programmaticOptionsWithDriverLagoonAndProtocolPostgresql() {
+    ConnectionFactoryOptions postgres = ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl());
+    Object postgresDriver = postgres.getRequiredValue(DRIVER);
+    ConnectionFactoryOptions options = postgres.mutate()
+        .option(DRIVER, "lagoon")
+        .option(PROTOCOL, String.valueOf(postgresDriver))
+        .option(Option.valueOf("maxSize"), 2)
+        .option(Option.valueOf("initialSize"), 0)
+        .option(Option.valueOf("maxAcquireTime"), Duration.ofSeconds(20))
+        .option(Option.valueOf("poolName"), "pg-options")
+        .option(Option.valueOf("applicationName"), "lagoon-options-test")
+        .build();
+
+    ConnectionFactory factory = ConnectionFactories.get(options);
+
+    assertThat(factory).isInstanceOf(ConnectionPool.class);
+    ConnectionPool pool = (ConnectionPool) factory;
+    try {
+      assertThat(pool.name()).isEqualTo("pg-options");
+      assertThat(pool.stats().maxSize()).isEqualTo(2);
+      assertThat(pool.withConnection(LagoonConnectionFactoryProviderTest::appNameAndTwo)
+          .single().block(Duration.ofSeconds(30)))
+          .isEqualTo("lagoon-options-test/2");
+    } finally {
+      closeAndCheck(pool);
+    }
+  }
+
+  @Test
+  void theProviderAnswersForDriverLagoonOnly() {
+    LagoonConnectionFactoryProvider provider = new LagoonConnectionFactoryProvider();
+    assertThat(provider.getDriver()).isEqualTo("lagoon");
+    assertThat(provider.supports(ConnectionFactoryOptions.parse("r2dbc:lagoon:postgresql://h")))
+        .isTrue();
+    assertThat(provider.supports(ConnectionFactoryOptions.parse("r2dbc:postgresql://h")))
+        .isFalse();
+    assertThat(provider.supports(ConnectionFactoryOptions.builder().build())).isFalse();
+  }
+
+  @Test
+  void theDriverAndProtocolAfterLagoonSelectTheDelegate() {
+    RecordingFactory plain = (RecordingFactory) builder(RECORDING).config().factory();
+    assertThat(plain.options().getValue(DRIVER)).isEqualTo("recording");
+    assertThat(plain.options().hasOption(PROTOCOL)).isFalse();
+
+    RecordingFactory withProtocol = (RecordingFactory) builder(
+        "r2dbc:lagoon:recording:tcp:v2://h/db").config().factory();
+    assertThat(withProtocol.options().getValue(DRIVER)).isEqualTo("recording");
+    assertThat(withProtocol.options().getValue(PROTOCOL)).isEqualTo("tcp:v2");
+
+    ConnectionFactoryOptions programmatic = ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon").option(PROTOCOL, "recording:pipes").option(HOST, "h").build();
+    RecordingFactory fromOptions = (RecordingFactory) LagoonConnectionFactoryProvider
+        .builder(programmatic).config().factory();
+    assertThat(fromOptions.options().getValue(DRIVER)).isEqualTo("recording");
+    assertThat(fromOptions.options().getValue(PROTOCOL)).isEqualTo("pipes");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Options
+  // ---------------------------------------------------------------------------------------------
+
+  @Test
+  void everyR2dbcPoolOptionIsReadUnderItsNameWithItsValue() {
+    String url = RECORDING + "?initialSize=2&maxSize=7&minIdle=1&maxIdleTime=PT30M"
+        + "&maxLifeTime=1h&maxAcquireTime=PT5S&maxCreateConnectionTime=3s"
+        + "&maxValidationTime=500ms&acquireRetry=2&validationQuery=SELECT%201"
+        + "&validationDepth=remote&backgroundEvictionInterval=PT2M&poolName=orders"
+        + "&registerJmx=true";
+
+    Map<String, Object> values = PoolOptions.read(ConnectionFactoryOptions.parse(url)).asMap();
+
+    assertThat(values).isEqualTo(Map.ofEntries(
+        entry("initialSize", 2),
+        entry("maxSize", 7),
+        entry("minIdle", 1),
+        entry("maxIdleTime", Duration.ofMinutes(30)),
+        entry("maxLifeTime", Duration.ofHours(1)),
+        entry("maxAcquireTime", Duration.ofSeconds(5)),
+        entry("maxCreateConnectionTime", Duration.ofSeconds(3)),
+        entry("maxValidationTime", Duration.ofMillis(500)),
+        entry("acquireRetry", 2),
+        entry("validationQuery", "SELECT 1"),
+        entry("validationDepth", ValidationDepth.REMOTE),
+        entry("backgroundEvictionInterval", Duration.ofMinutes(2)),
+        entry("poolName", "orders"),
+        entry("registerJmx", true)));
+  }
+
+  @Test
+  void optionsTheBuilderTakesReachThePoolConfiguration() {
+    PoolConfig c = config("initialSize=2&maxSize=7&minIdle=1&maxIdleTime=PT30M&maxLifeTime=1h"
+        + "&maxAcquireTime=PT5S&maxCreateConnectionTime=3s&maxValidationTime=500ms"
+        + "&acquireRetry=2&validationQuery=SELECT%201&validationDepth=remote"
+        + "&backgroundEvictionInterval=PT2M&poolName=orders&maxPendingAcquires=50"
+        + "&maxConcurrentCreates=4&maxCloseTime=1500ms&keepaliveInterval=45s"
+        + "&validationSkipWindow=250ms");
+
+    assertThat(c.initialSize()).isEqualTo(2);
+    assertThat(c.maxSize()).isEqualTo(7);
+    assertThat(c.minIdle()).isEqualTo(1);
+    assertThat(c.maxAcquireTime()).isEqualTo(Duration.ofSeconds(5));
+    assertThat(c.maxCreateConnectionTime()).isEqualTo(Duration.ofSeconds(3));
+    assertThat(c.poolName()).isEqualTo("orders");
+    assertThat(c.maxPendingAcquires()).isEqualTo(50);
+    assertThat(c.maxConcurrentCreates()).isEqualTo(4);
+    assertThat(c.maxCloseTime()).isEqualTo(Duration.ofMillis(1500));
+    assertThat(c.maxIdleTime()).isEqualTo(Duration.ofMinutes(30));
+    assertThat(c.maxLifeTime()).isEqualTo(Duration.ofHours(1));
+    assertThat(c.maxValidationTime()).isEqualTo(Duration.ofMillis(500));
+    assertThat(c.acquireRetry()).isEqualTo(2);
+    assertThat(c.validationQuery()).isEqualTo("SELECT 1");
+    assertThat(c.validationDepth()).isEqualTo(ValidationDepth.REMOTE);
+    assertThat(c.backgroundEvictionInterval()).isEqualTo(Duration.ofMinutes(2));
+    assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofSeconds(45));
+    assertThat(c.validationSkipWindow()).isEqualTo(Duration.ofMillis(250));
+  }
+
+  @Test
+  void absentOptionsKeepTheBuilderDefaults() {
+    PoolConfig c = builder(RECORDING).config();
+    assertThat(c.maxSize()).isEqualTo(ConnectionPoolBuilder.DEFAULT_MAX_SIZE);
+    assertThat(c.maxAcquireTime()).isEqualTo(ConnectionPoolBuilder.DEFAULT_MAX_ACQUIRE_TIME);
+    assertThat(c.poolName()).startsWith("lagoon-");
+  }
+
+  @Test
+  void theBuiltPoolHasTheSizeOfTheUrl() {
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(
+        RECORDING + "?maxSize=4&initialSize=0&poolName=recorded");
+    try {
+      assertThat(pool.stats().maxSize()).isEqualTo(4);
+      assertThat(pool.name()).isEqualTo("recorded");
+      assertThat(pool.unwrap()).isInstanceOf(RecordingFactory.class);
+      assertThat(pool.withConnection(c -> Mono.just("ok")).single().block(Duration.ofSeconds(10)))
+          .isEqualTo("ok");
+    } finally {
+      closeAndCheck(pool);
+    }
+  }
+
+  @Test
+  void typedValuesAreTakenAsTheyAre() {
+    Function<Connection, Publisher<Void>> hook = c -> Mono.empty();
+    ConnectionFactoryOptions options = ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon")
+        .option(PROTOCOL, "recording")
+        .option(Option.valueOf("maxSize"), 4)
+        .option(Option.valueOf("initialSize"), 1L)
+        .option(Option.valueOf("maxAcquireTime"), Duration.ofSeconds(7))
+        .option(Option.valueOf("maxCloseTime"), " 2s ")
+        .option(Option.valueOf("registerJmx"), Boolean.TRUE)
+        .option(Option.valueOf("validationDepth"), ValidationDepth.LOCAL)
+        .option(Option.valueOf("postAllocate"), hook)
+        .option(Option.valueOf("preRelease"), hook)
+        .build();
+
+    Map<String, Object> values = PoolOptions.read(options).asMap();
+    assertThat(values).containsEntry("maxSize", 4)
+        .containsEntry("initialSize", 1)
+        .containsEntry("maxAcquireTime", Duration.ofSeconds(7))
+        .containsEntry("maxCloseTime", Duration.ofSeconds(2))
+        .containsEntry("registerJmx", true)
+        .containsEntry("validationDepth", ValidationDepth.LOCAL);
+    assertThat(values.get("postAllocate")).isSameAs(hook);
+    assertThat(values.get("preRelease")).isSameAs(hook);
+
+    PoolConfig c = LagoonConnectionFactoryProvider.builder(options).config();
+    assertThat(c.registerJmx()).isTrue();
+    assertThat(c.maxSize()).isEqualTo(4);
+    assertThat(c.initialSize()).isEqualTo(1);
+    assertThat(c.maxAcquireTime()).isEqualTo(Duration.ofSeconds(7));
+    assertThat(c.maxCloseTime()).isEqualTo(Duration.ofSeconds(2));
+    assertThat(c.validationDepth()).isEqualTo(ValidationDepth.LOCAL);
+    assertThat(c.postAllocate()).isSameAs(hook);
+    assertThat(c.preRelease()).isSameAs(hook);
+  }
+
+  @ParameterizedTest
+  @CsvSource({
+      "PT30S, PT30S", "pt30s, PT30S", "Pt5m, PT5M", "P1D, PT24H", "PT0.25S, PT0.25S",
+      "P1DT2H, PT26H", "500ms, PT0.5S", "500MS, PT0.5S", "30s, PT30S", "30S, PT30S",
+      "2m, PT2M", "1h, PT1H", "1d, PT24H", "+45s, PT45S"})
+  void durationsAreIsoOrANumberWithAUnit(String text, String expected) {
+    assertThat(config("maxAcquireTime=" + text.replace("+", "%2B")).maxAcquireTime())
+        .isEqualTo(Duration.parse(expected));
+  }
+
+  @Test
+  void driverOptionsPassThroughAndPoolOptionsDoNot() {
+    String url = "r2dbcs:lagoon:recording://app:" + SECRET + "@db.example:1234/shop"
+        + "?maxSize=3&initialSize=1&maxAcquireTime=5s&poolName=p&maxCloseTime=2s"
+        + "&sslMode=require&applicationName=billing&connectTimeout=PT3S";
+
+    RecordingFactory driver = (RecordingFactory) builder(url).config().factory();
+
+    assertThat(driver.options()).isEqualTo(ConnectionFactoryOptions.builder()
+        .option(DRIVER, "recording")
+        .option(SSL, true)
+        .option(HOST, "db.example")
+        .option(PORT, 1234)
+        .option(USER, "app")
+        .option(PASSWORD, SECRET)
+        .option(DATABASE, "shop")
+        .option(Option.valueOf("sslMode"), "require")
+        .option(Option.valueOf("applicationName"), "billing")
+        .option(Option.<String>valueOf(CONNECT_TIMEOUT.name()), "PT3S") // a URL gives text
+        .build());
+    List<String> names = new ArrayList<>();
+    ConnectionFactoryOptions.builder().from(driver.options(), o -> names.add(o.name()));
+    assertThat(names).noneMatch(PoolOptions::isPoolOption);
+  }
+
+  @Test
+  void everyOptionOfTheTableIsAPoolOption() {
+    assertThat(PoolOptions.names()).containsExactly(
+        "initialSize", "maxSize", "minIdle", "maxIdleTime", "maxLifeTime", "maxAcquireTime",
+        "maxCreateConnectionTime", "maxValidationTime", "acquireRetry", "validationQuery",
+        "validationDepth", "backgroundEvictionInterval", "poolName", "registerJmx",
+        "postAllocate", "preRelease", "maxPendingAcquires", "maxConcurrentCreates", "maxCloseTime",
+        "keepaliveInterval", "validationSkipWindow");
+    assertThat(PoolOptions.isPoolOption("sslMode")).isFalse();
+    assertThat(PoolOptions.isPoolOption("maxsize")).isFalse(); // names are case-sensitive
+  }
+
+  @Test
+  void registerJmxPublishesThePoolAndCloseWithdrawsIt() throws Exception {
+    var server = java.lang.management.ManagementFactory.getPlatformMBeanServer();
+    var name = new javax.management.ObjectName("io.lagoon:type=ConnectionPool,name=\"jmx-url\"");
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(
+        RECORDING + "?registerJmx=true&poolName=jmx-url&initialSize=0&maxSize=3");
+    try {
+      assertThat(server.isRegistered(name)).isTrue();
+      assertThat(server.getAttribute(name, "MaxSize")).isEqualTo(3);
+      assertThat(server.getAttribute(name, "PendingAcquireSize")).isEqualTo(0);
+      assertThatThrownBy(() -> ConnectionFactories.get(
+              RECORDING + "?registerJmx=true&poolName=jmx-url&initialSize=0"))
+          .isInstanceOf(IllegalArgumentException.class)
+          .hasMessageStartingWith("registerJmx: cannot register pool 'jmx-url'");
+    } finally {
+      pool.close().block(Duration.ofSeconds(5));
+    }
+    assertThat(server.isRegistered(name)).isFalse();
+    ConnectionPool quiet = (ConnectionPool) ConnectionFactories.get(
+        RECORDING + "?registerJmx=false&poolName=jmx-url&initialSize=0");
+    assertThat(server.isRegistered(name)).isFalse();
+    quiet.dispose();
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Bad input: one clear IllegalArgumentException, naming the option, echoing only its value
+  // ---------------------------------------------------------------------------------------------
+
+  private static void rejects(String url, String message) {
+    assertThatThrownBy(() -> ConnectionFactories.get(url))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessage(message)
+        .satisfies(e -> assertThat(e.getMessage()).doesNotContain(SECRET));
+  }
+
+  private static void rejectsOption(String query, String message) {
+    rejects(RECORDING + "?" + query, message);
+  }
+
+  @Test
+  void anUnknownDriverAfterLagoonIsNamed() {
+    rejects("r2dbc:lagoon:nosuchdriver://x", "No R2DBC driver 'nosuchdriver' to pool: the driver"
+        + " after 'lagoon:' must be on the class path (" + URL_FORM + "); available drivers:"
+        + " mariadb, postgresql, recording");
+    rejects("r2dbc:lagoon:nosuchdriver:tcp://u:" + SECRET + "@h/db", "No R2DBC driver"
+        + " 'nosuchdriver' to pool: the driver after 'lagoon:' must be on the class path ("
+        + URL_FORM + "); available drivers: mariadb, postgresql, recording");
+  }
+
+  @Test
+  void aMissingDriverAfterLagoonIsExplained() {
+    String message = "No driver to pool: a Lagoon URL names the database's driver after"
+        + " 'lagoon:': " + URL_FORM + " (programmatically: option driver=lagoon,"
+        + " protocol=<driver>)";
+    rejects("r2dbc:lagoon://host/db", message);
+    rejects("r2dbc:lagoon://u:" + SECRET + "@host:5432/db?maxSize=3", message);
+    assertThatThrownBy(() -> ConnectionFactories.get(ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon").option(HOST, "h").build()))
+        .isInstanceOf(IllegalArgumentException.class).hasMessage(message);
+    assertThatThrownBy(() -> ConnectionFactories.get(ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon").option(PROTOCOL, ":tcp").build()))
+        .isInstanceOf(IllegalArgumentException.class).hasMessage(message);
+  }
+
+  @Test
+  void aPoolInAPoolIsRefused() {
+    rejects("r2dbc:lagoon:pool:postgresql://u:" + SECRET + "@h/db", "r2dbc:lagoon:pool:... would"
+        + " put a pool in a pool: 'pool' is a connection pool, not a database driver; name the"
+        + " database's driver after 'lagoon:': " + URL_FORM);
+    rejects("r2dbc:lagoon:lagoon:postgresql://h/db", "r2dbc:lagoon:lagoon:... would put a pool in"
+        + " a pool: 'lagoon' is a connection pool, not a database driver; name the database's"
+        + " driver after 'lagoon:': " + URL_FORM);
+  }
+
+  @Test
+  void malformedNumbersAreRefused() {
+    rejectsOption("maxSize=ten", "maxSize ('ten') must be an integer");
+    rejectsOption("initialSize=1.5", "initialSize ('1.5') must be an integer");
+    rejectsOption("maxSize=99999999999", "maxSize ('99999999999') is out of range for an int");
+  }
+
+  @Test
+  void malformedDurationsAreRefusedWithTheAcceptedForms() {
+    rejectsOption("maxIdleTime=abc", "maxIdleTime ('abc') must be a duration: " + DURATION_FORMS);
+    rejectsOption("maxAcquireTime=30", "maxAcquireTime ('30') needs a unit: use " + DURATION_FORMS);
+    rejectsOption("maxAcquireTime=5sec", "maxAcquireTime ('5sec') must be a duration: "
+        + DURATION_FORMS);
+    rejectsOption("maxAcquireTime=1.5s", "maxAcquireTime ('1.5s') must be a duration: "
+        + DURATION_FORMS);
+    rejectsOption("maxCloseTime=P999999999999999D",
+        "maxCloseTime ('P999999999999999D') is out of range for a duration");
+    rejectsOption("maxCloseTime=999999999999999d",
+        "maxCloseTime ('999999999999999d') is out of range for a duration");
+  }
+
+  @Test
+  void outOfRangeValuesBringTheBuildersMessage() {
+    rejectsOption("maxSize=-1", "maxSize (-1) must be >= 1");
+    rejectsOption("initialSize=-2", "initialSize (-2) must be >= 0");
+    rejectsOption("maxPendingAcquires=0", "maxPendingAcquires (0) must be >= 1");
+    rejectsOption("maxAcquireTime=-5s", "maxAcquireTime (PT-5S) must be positive");
+    rejectsOption("maxCloseTime=PT0S", "maxCloseTime (PT0S) must be positive");
+    rejectsOption("poolName=%20", "poolName (' ') must not be blank");
+    rejectsOption("maxSize=5&initialSize=6", "initialSize (6) must be <= maxSize (5)");
+    rejectsOption("maxIdleTime=-1s", "maxIdleTime (PT-1S) must be positive");
+    rejectsOption("acquireRetry=-1", "acquireRetry (-1) must be >= 0");
+    rejectsOption("validationQuery=%20", "validationQuery (' ') must not be blank");
+    rejectsOption("keepaliveInterval=2h&maxLifeTime=1h",
+        "keepaliveInterval (PT2H) must be < maxLifeTime (PT1H), or zero to disable keepalive");
+  }
+
+  @Test
+  void otherMalformedValuesAreRefused() {
+    rejectsOption("validationDepth=deep",
+        "validationDepth ('deep') must be one of LOCAL, REMOTE (in any case)");
+    rejectsOption("registerJmx=yes", "registerJmx ('yes') must be true or false");
+    rejectsOption("postAllocate=doSomething", "postAllocate ('doSomething') cannot be set in a"
+        + " URL: set it programmatically to a Function<Connection, Publisher<Void>>");
+    rejectsOption("preRelease=x", "preRelease ('x') cannot be set in a URL: set it"
+        + " programmatically to a Function<Connection, Publisher<Void>>");
+    assertThatThrownBy(() -> ConnectionFactories.get(ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon").option(PROTOCOL, "recording")
+        .option(Option.valueOf("maxSize"), Duration.ofSeconds(1)).build()))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessage("maxSize (PT1S) must be an Integer or a String, not a java.time.Duration");
+    assertThatThrownBy(() -> ConnectionFactories.get(ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon").option(PROTOCOL, "recording")
+        .option(Option.valueOf("maxIdleTime"), 30).build()))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessage("maxIdleTime (30) must be a Duration or a String, not a java.lang.Integer");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Secrets
+  // ---------------------------------------------------------------------------------------------
+
+  @Test
+  void thePasswordShowsNowhere() {
+    String url = "r2dbc:lagoon:postgresql://app:" + SECRET + "@127.0.0.1:1/shop?initialSize=0";
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(url);
+    try {
+      assertThat(pool.toString()).doesNotContain(SECRET);
+      assertThat(pool.stats().toString()).doesNotContain(SECRET);
+      assertThat(builder(url).config().toString()).doesNotContain(SECRET);
+      assertThat(builder(RECORDING).config().toString()).doesNotContain(SECRET);
+      assertThat(PoolOptions.read(ConnectionFactoryOptions.parse(url)).toString())
+          .doesNotContain(SECRET);
+    } finally {
+      closeAndCheck(pool);
+    }
+    // and no message of the bad-input cases above echoes it: see rejects(...)
+  }
+}
