@@ -1,0 +1,32 @@
+package io.lagoon.examples.webflux;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.lagoon.ConnectionPool;
+import io.lagoon.PoolStats;
+import org.junit.jupiter.api.Test;
+import org.springframework.boot.builder.SpringApplicationBuilder;
+import org.springframework.context.ConfigurableApplicationContext;
+
+/** Stopping the application closes the Lagoon pool and every connection it opened. */
+class ShutdownTest {
+
+  @Test
+  void closingTheApplicationClosesThePool() {
+    ConnectionPool pool;
+    try (ConfigurableApplicationContext context =
+        new SpringApplicationBuilder(WebfluxExampleApplication.class)
+            .run("--server.port=0",
+                "--spring.r2dbc.url=r2dbc:lagoon:h2:mem:///shutdown?options=DB_CLOSE_DELAY=-1"
+                    + "&maxSize=4&poolName=shutdown")) {
+      pool = context.getBean(LagoonPool.class).pool();
+      assertThat(pool.name()).isEqualTo("shutdown");
+      assertThat(pool.stats().acquires()).as("schema.sql ran through the pool").isPositive();
+      assertThat(pool.isDisposed()).isFalse();
+    }
+    PoolStats stats = pool.stats();
+    assertThat(pool.isDisposed()).isTrue();
+    assertThat(stats.allocated()).as("%s", stats).isZero();
+    assertThat(stats.closed()).as("%s", stats).isEqualTo(stats.created());
+  }
+}
