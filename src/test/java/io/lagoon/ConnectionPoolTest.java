@@ -273,17 +273,22 @@ class ConnectionPoolTest {
   }
 
   @Test
-  void aHangingConnectIsCancelledAfterMaxCreateConnectionTimeAndFreesItsSlot() {
+  void aHangingConnectIsCancelledAfterMaxCreateConnectionTimeAndItsSlotFreedAfterMaxCloseTime() {
     driver.hangConnects(true);
     ConnectionPool pool = pool(b -> b.maxSize(1).maxCreateConnectionTime(Duration.ofSeconds(1))
-        .maxAcquireTime(Duration.ofSeconds(10)));
+        .maxCloseTime(Duration.ofSeconds(2)).maxAcquireTime(Duration.ofSeconds(10)));
     Borrower waiter = Borrower.borrow(pool.create());
     time.advanceTimeBy(Duration.ofSeconds(1));
     assertThat(driver.cancelledConnects()).isEqualTo(1);
-    assertThat(pool.stats().allocated()).isZero();
+    assertThat(pool.stats().createFailures()).isEqualTo(1);
+    // a connection the driver might still produce must not coexist with a new one
+    assertThat(pool.stats().allocated()).isEqualTo(1);
     driver.hangConnects(false);
-    time.advanceTimeBy(Duration.ofSeconds(1)); // after the back-off, a new attempt succeeds
-    assertThat(waiter.got()).isTrue();
+    time.advanceTimeBy(Duration.ofMillis(1999));
+    assertThat(driver.connectAttempts()).isEqualTo(1);
+    time.advanceTimeBy(Duration.ofMillis(1));
+    assertThat(waiter.got()).isTrue(); // slot freed, back-off over: the next attempt succeeds
+    assertThat(driver.maxLive()).isEqualTo(1);
   }
 
   @Test

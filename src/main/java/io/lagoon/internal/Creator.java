@@ -175,6 +175,11 @@ final class Creator {
   }
 
   private void onFailed(PooledEntry e, @Nullable Fill fill, Throwable error) {
+    onFailed(e, fill, error, true);
+  }
+
+  /** Books a failed attempt; {@code freeSlot} false when the slot must outlive the attempt. */
+  private void onFailed(PooledEntry e, @Nullable Fill fill, Throwable error, boolean freeSlot) {
     long now = core.now();
     lastError = error;
     lastErrorNanos = now;
@@ -187,7 +192,9 @@ final class Creator {
     }
     creating.decrementAndGet();
     core.failWaitersAfterRetries(failureCount, error);
-    core.freeSlot(e);
+    if (freeSlot) {
+      core.freeSlot(e);
+    }
   }
 
   static long backoffNanos(int streak) {
@@ -293,19 +300,27 @@ final class Creator {
    * Subscribes to the driver's create(), bounded by maxCreateConnectionTime. A connection that
    * arrives after the attempt timed out is closed: both when the driver still emits it, and when a
    * Reactor operator inside the driver drops it after the cancel (the discard hook in this
-   * subscriber's context hands it back).
+   * subscriber's context hands it back). Until such a connection is closed, or maxCloseTime passed
+   * without one, the timed-out attempt keeps its slot, so that even then no more than maxSize
+   * connections exist at once.
    */
   private final class Connect implements CoreSubscriber<Connection> {
 
     private static final VarHandle DONE;
+    private static final VarHandle SLOT_FREED;
 
     static {
       try {
-        DONE = MethodHandles.lookup().findVarHandle(Connect.class, "done", boolean.class);
+        MethodHandles.Lookup lookup = MethodHandles.lookup();
+        DONE = lookup.findVarHandle(Connect.class, "done", boolean.class);
+        SLOT_FREED = lookup.findVarHandle(Connect.class, "slotFreed", boolean.class);
       } catch (ReflectiveOperationException ex) {
         throw new ExceptionInInitializerError(ex);
       }
     }
+
+    private volatile boolean slotFreed;
+    private volatile boolean timedOut;
 
     private final PooledEntry entry;
     private final @Nullable Fill fill;
@@ -314,7 +329,7 @@ final class Creator {
     private volatile @Nullable Disposable timer;
     private final Context context = Operators.enableOnDiscard(Context.empty(), dropped -> {
       if (dropped instanceof Connection c) {
-        closeQuietly(c);
+        closeLate(c);
       }
     });
 
@@ -352,8 +367,7 @@ final class Creator {
       if (finish()) {
         onConnected(entry, c, fill);
       } else {
-        // Arrived after the attempt timed out: the pool no longer counts it, so it must not live.
-        closeQuietly(c);
+        closeLate(c); // after the attempt timed out: the pool does not count it, it must not live
       }
     }
 
@@ -374,13 +388,35 @@ final class Creator {
 
     private void onTimeout() {
       if (finish()) {
+        timedOut = true;
         Subscription s = subscription;
         if (s != null) {
           s.cancel();
         }
         onFailed(entry, fill, new R2dbcTimeoutException("pool '" + core.name()
             + "': opening a connection took longer than maxCreateConnectionTime "
-            + core.config().maxCreateConnectionTime()));
+            + core.config().maxCreateConnectionTime()), false);
+        core.scheduler().schedule(this::freeSlot, core.config().maxCloseTime().toNanos(),
+            TimeUnit.NANOSECONDS);
+      }
+    }
+
+    /** Closes a connection the pool will not use; a timed-out attempt's slot waits for that. */
+    private void closeLate(Connection c) {
+      Mono.defer(() -> Mono.from(c.close()))
+          .timeout(core.config().maxCloseTime(), core.scheduler())
+          .onErrorResume(err -> Mono.empty())
+          .doFinally(signal -> {
+            if (timedOut) {
+              freeSlot();
+            }
+          })
+          .subscribe();
+    }
+
+    private void freeSlot() {
+      if (SLOT_FREED.compareAndSet(this, false, true)) {
+        core.freeSlot(entry);
       }
     }
   }
