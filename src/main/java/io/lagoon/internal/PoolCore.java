@@ -348,11 +348,29 @@ public final class PoolCore {
    * {@code actual} completes once that is decided.
    */
   void release(PooledEntry e, long lentStamp, int dirty, CoreSubscriber<? super Void> actual) {
-    if (!e.cas(lentStamp, PooledEntry.withState(lentStamp, PooledEntry.OWNED))) {
+    if (e.stamp() != lentStamp) {
       Operators.complete(actual); // a second close, or the pool already took it back
       return;
     }
     long now = now();
+    if (waiters.isEmpty() && !closing && !lifecycle.retireOnReturn(e, now)
+        && !lifecycle.needsReset(e, dirty)) {
+      // Fast return: nothing to undo and nobody waiting, so one CAS parks the entry. The times
+      // are written first and published by the CAS; then I3/I6's re-check, as in offer().
+      e.lastAliveNanos = now;
+      e.idleSinceNanos = now;
+      long idle = PooledEntry.withState(lentStamp, PooledEntry.IDLE);
+      if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing)
+          && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
+        offer(e, now);
+      }
+      Operators.complete(actual);
+      return;
+    }
+    if (!e.cas(lentStamp, PooledEntry.withState(lentStamp, PooledEntry.OWNED))) {
+      Operators.complete(actual);
+      return;
+    }
     if (closing || lifecycle.retireOnReturn(e, now)) {
       destroy(e);
       Operators.complete(actual);
