@@ -12,8 +12,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.function.UnaryOperator;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -22,23 +20,10 @@ import reactor.core.scheduler.Schedulers;
 import reactor.test.StepVerifier;
 import reactor.test.scheduler.VirtualTimeScheduler;
 
-class ConnectionPoolTest {
+class ConnectionPoolTest extends PoolFixture {
 
-  private final VirtualTimeScheduler time = VirtualTimeScheduler.create();
-  private final FakeConnectionFactory driver = new FakeConnectionFactory().scheduler(time);
-  private final List<ConnectionPool> pools = new ArrayList<>();
-
-  @AfterEach
-  void closePools() {
-    pools.forEach(ConnectionPool::dispose);
-    time.dispose();
-  }
-
-  private ConnectionPool pool(UnaryOperator<ConnectionPoolBuilder> config) {
-    ConnectionPool p = config.apply(ConnectionPool.builder(driver).initialSize(0).scheduler(time)
-        .poolName("test")).build();
-    pools.add(p);
-    return p;
+  ConnectionPoolTest() {
+    super("test");
   }
 
   private static void assertConsistent(ConnectionPool pool, FakeConnectionFactory driver) {

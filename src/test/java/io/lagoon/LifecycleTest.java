@@ -3,43 +3,25 @@ package io.lagoon;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.testing.FakeConnection;
-import io.lagoon.testing.FakeConnectionFactory;
 import io.lagoon.testing.FakeSqlException;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.IsolationLevel;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.R2dbcTransientResourceException;
 import java.time.Duration;
-import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
-import java.util.function.UnaryOperator;
-import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.test.StepVerifier;
-import reactor.test.scheduler.VirtualTimeScheduler;
 
 /** Validation, reset on release, dead connections, retirement, keepalive, recovery: in virtual time. */
-class LifecycleTest {
+class LifecycleTest extends PoolFixture {
 
-  private final VirtualTimeScheduler time = VirtualTimeScheduler.create();
-  private final FakeConnectionFactory driver = new FakeConnectionFactory().scheduler(time);
-  private final List<ConnectionPool> pools = new ArrayList<>();
-
-  @AfterEach
-  void closePools() {
-    pools.forEach(ConnectionPool::dispose);
-    time.dispose();
-  }
-
-  private ConnectionPool pool(UnaryOperator<ConnectionPoolBuilder> config) {
-    ConnectionPool p = config.apply(ConnectionPool.builder(driver).initialSize(0).scheduler(time)
-        .poolName("life")).build();
-    pools.add(p);
-    return p;
+  LifecycleTest() {
+    super("life");
   }
 
   private static void run(Connection c, String sql) {
