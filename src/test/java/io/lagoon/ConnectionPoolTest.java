@@ -394,7 +394,7 @@ class ConnectionPoolTest extends PoolFixture {
     try {
       for (int i = 0; i < 2_000; i++) {
         FakeConnectionFactory d = new FakeConnectionFactory();
-        VirtualTimeScheduler vts = VirtualTimeScheduler.create();
+        VirtualTimeScheduler vts = new io.lagoon.testing.SerializedVirtualTime();
         ConnectionPool pool = ConnectionPool.builder(d).maxSize(1).initialSize(0).scheduler(vts)
             .maxAcquireTime(Duration.ofSeconds(1)).build();
         Borrower holder = Borrower.borrow(pool.create());
@@ -533,6 +533,22 @@ class ConnectionPoolTest extends PoolFixture {
     StepVerifier.create(pool.close()).verifyComplete();
     assertThat(driver.closed()).isEqualTo(3);
     assertThat(pool.stats().allocated()).isZero();
+  }
+
+  @Test
+  void closeRacingWithAConnectNeverCompletesWhileAConnectionIsOpenOrOpening() throws Exception {
+    for (int i = 0; i < 2_000; i++) {
+      FakeConnectionFactory d = new FakeConnectionFactory();
+      ConnectionPool pool = ConnectionPool.builder(d).maxSize(1).initialSize(0).build();
+      AtomicReference<java.util.concurrent.CompletableFuture<Integer>> liveAtCompletion =
+          new AtomicReference<>();
+      reactor.test.util.RaceTestUtils.race(
+          () -> liveAtCompletion.set(pool.closeGracefully(Duration.ZERO)
+              .then(Mono.fromCallable(d::live)).toFuture()),
+          () -> Borrower.borrow(pool.create()));
+      assertThat(liveAtCompletion.get().get(5, java.util.concurrent.TimeUnit.SECONDS))
+          .as("round %d: connections open or opening when close completed", i).isZero();
+    }
   }
 
   @Test

@@ -399,6 +399,53 @@ class LifecycleTest extends PoolFixture {
     assertThat(driver.opened()).isEqualTo(5);
   }
 
+  @Test
+  void aConnectionOpenedAcrossASoftEvictionIsClosedNotLent() {
+    driver.connectLatency(Duration.ofSeconds(1));
+    ConnectionPool pool = pool(b -> b.maxSize(2));
+    Borrower waiter = Borrower.borrow(pool.create()); // its connect is in flight
+    StepVerifier.create(pool.softEvict()).verifyComplete();
+    time.advanceTimeBy(Duration.ofSeconds(1)); // the old-epoch connection arrives
+    FakeConnection old = driver.connections().get(0);
+    assertThat(old.isClosed()).isTrue();
+    assertThat(waiter.got()).isFalse();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(waiter.physical()).isNotSameAs(old);
+  }
+
+  @Test
+  void acquireRetryCountsOnlyTheFailuresASubscriberSawAfterAFailedValidation() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).acquireRetry(1));
+    driver.failNextConnects(2);
+    Borrower early = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(early.error()).as("two failures, one retry allowed").isNotNull();
+    Borrower ok = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    FakeConnection stale = ok.physical();
+    ok.release();
+    time.advanceTimeBy(Duration.ofSeconds(1)); // past the skip window
+    stale.breakConnection();
+    driver.failConnects(true);
+    Borrower late = Borrower.borrow(pool.create()); // validation fails, it queues, connects fail
+    assertThat(driver.connectAttempts()).isEqualTo(4);
+    assertThat(late.error()).as("one failure seen: still within acquireRetry").isNull();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(late.error()).hasMessageContaining("connection refused");
+  }
+
+  @Test
+  void aTimedOutConnectLetsTheNextAttemptUseAnotherSlotAtOnce() {
+    driver.hangConnects(true);
+    ConnectionPool pool = pool(b -> b.maxSize(3).maxConcurrentCreates(1)
+        .maxCreateConnectionTime(Duration.ofSeconds(1)).maxCloseTime(Duration.ofSeconds(10)));
+    Borrower waiter = Borrower.borrow(pool.create());
+    driver.hangConnects(false); // only the first attempt hangs
+    time.advanceTimeBy(Duration.ofMillis(1100)); // timeout at 1 s, then a short back-off
+    assertThat(waiter.got()).isTrue();
+    assertThat(pool.stats().allocated()).as("the timed-out slot still lingers").isEqualTo(2);
+  }
+
   // ------------------------------------------------------------------ 9. bounded close
 
   @Test

@@ -10,6 +10,7 @@ import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Subscription;
@@ -82,7 +83,8 @@ final class Creator {
       Fill fill = null;
       if (core.pendingCount() <= c) {
         fill = nextFill();
-        if (fill == null && core.idleCount() + c >= core.config().minIdle()) {
+        if (fill == null
+            && core.idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()) {
           return;
         }
       }
@@ -111,6 +113,15 @@ final class Creator {
           return;
         }
         continue;
+      }
+      if (core.isClosed()) {
+        // shutdown() may have found no slot and no connect: it must not see one start now
+        creating.decrementAndGet();
+        if (fill != null) {
+          fill.finish(false);
+        }
+        core.freeSlot(e);
+        return;
       }
       connect(e, fill);
     }
@@ -321,6 +332,8 @@ final class Creator {
 
     private volatile boolean slotFreed;
     private volatile boolean timedOut;
+    /** The connection closeLate took care of: a driver may both emit and discard it. */
+    private final AtomicReference<@Nullable Connection> late = new AtomicReference<>();
 
     private final PooledEntry entry;
     private final @Nullable Fill fill;
@@ -398,11 +411,15 @@ final class Creator {
             + core.config().maxCreateConnectionTime()), false);
         core.scheduler().schedule(this::freeSlot, core.config().maxCloseTime().toNanos(),
             TimeUnit.NANOSECONDS);
+        createIfNeeded(); // other free slots may serve the waiters meanwhile (after back-off)
       }
     }
 
     /** Closes a connection the pool will not use; a timed-out attempt's slot waits for that. */
     private void closeLate(Connection c) {
+      if (late.compareAndExchange(null, c) == c) {
+        return; // already closing it
+      }
       Mono.defer(() -> Mono.from(c.close()))
           .timeout(core.config().maxCloseTime(), core.scheduler())
           .onErrorResume(err -> Mono.empty())

@@ -10,6 +10,7 @@ import java.util.List;
 import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
@@ -39,6 +40,12 @@ final class Lifecycle {
   private final long maxLifeNanos;
   private final long keepaliveNanos;
   private volatile @Nullable Disposable housekeeping;
+  /** Idle entries taken out for keepalive or a restart check; they still count toward minIdle. */
+  private final AtomicInteger revalidating = new AtomicInteger();
+
+  int revalidating() {
+    return revalidating.get();
+  }
 
   Lifecycle(PoolCore core, PoolConfig config) {
     this.core = core;
@@ -193,11 +200,14 @@ final class Lifecycle {
 
   /** Validates an OWNED entry taken from IDLE: back to the pool if it works, closed if not. */
   private void revalidate(PooledEntry e) {
+    revalidating.incrementAndGet();
     validate(e.connection()).subscribe(ok -> {
       if (ok) {
         e.lastAliveNanos = core.now();
         core.offer(e);
+        revalidating.decrementAndGet();
       } else {
+        revalidating.decrementAndGet(); // before the slot frees, so minIdle sees the gap
         core.destroy(e);
       }
     });

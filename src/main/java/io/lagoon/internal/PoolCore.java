@@ -149,12 +149,15 @@ public final class PoolCore {
       long now = now();
       PooledEntry e = takeIdle(true, now);
       if (e != null) {
-        long s = e.stamp();
+        long s = e.takenStamp; // what this thread installed: closeLent may have moved on since
         if (PooledEntry.state(s) == PooledEntry.LENT) {
           if (!a.deliverNow(e, s)) {
-            reclaim(e); // cancelled meanwhile
+            reclaim(e, s); // cancelled meanwhile
           }
-        } else if (a.assignNow(e, now, config.maxAcquireTime().toNanos())) {
+          return;
+        }
+        a.failuresAtStart = creator.failureCount();
+        if (a.assignNow(e, now, config.maxAcquireTime().toNanos())) {
           e.validateBeforeLend = false;
           lifecycle.validateThenDeliver(a, e); // idle too long: check it first, on a deadline
         } else {
@@ -187,8 +190,8 @@ public final class PoolCore {
       failWaiters();
       return;
     }
-    creator.createIfNeeded();
     handIdleToWaiters();
+    creator.createIfNeeded();
   }
 
   private void enqueue(Acquire a) {
@@ -211,8 +214,8 @@ public final class PoolCore {
       failWaiters();
       return;
     }
-    creator.createIfNeeded();
     handIdleToWaiters();
+    creator.createIfNeeded();
   }
 
   /** I3, the waiter's half: after enqueueing, idle entries go to the head waiters. */
@@ -234,17 +237,20 @@ public final class PoolCore {
   private @Nullable PooledEntry takeIdle(boolean lend, long now) {
     for (int i = 0, n = slots.length(); i < n; i++) {
       PooledEntry e = slots.get(i);
-      if (e == null || e.state() != PooledEntry.IDLE) {
+      long s;
+      if (e == null || PooledEntry.state(s = e.stamp()) != PooledEntry.IDLE) {
         continue;
       }
       if (lifecycle.mustRetire(e, now)) {
-        if (e.takeIdle(false) != -1) {
+        if (e.takeIdle(s, false) != -1) {
           destroy(e);
         }
         continue;
       }
       boolean validate = lifecycle.mustValidate(e, now);
-      if (e.takeIdle(lend && !validate) != -1) {
+      long taken = e.takeIdle(s, lend && !validate);
+      if (taken != -1) {
+        e.takenStamp = taken;
         e.validateBeforeLend = validate;
         return e;
       }
@@ -257,8 +263,10 @@ public final class PoolCore {
     List<PooledEntry> taken = new ArrayList<>();
     for (int i = slots.length() - 1; i >= 0; i--) {
       PooledEntry e = slots.get(i);
-      if (e != null && e.state() == PooledEntry.IDLE && which.test(e) && e.takeIdle(false) != -1) {
-        taken.add(e);
+      long s;
+      if (e != null && PooledEntry.state(s = e.stamp()) == PooledEntry.IDLE && which.test(e)
+          && e.takeIdle(s, false) != -1) {
+        taken.add(e); // the choice was made on the same reading the CAS checks
       }
     }
     return taken;
@@ -288,12 +296,11 @@ public final class PoolCore {
     return new PooledConnection(this, e, stamp);
   }
 
-  /** An entry the fast path took but could not deliver: back to OWNED, then offered. */
-  private void reclaim(PooledEntry e) {
-    long s = e.stamp();
-    if (e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
+  /** An entry the fast path lent with {@code stamp} but could not deliver: taken back, offered. */
+  private void reclaim(PooledEntry e, long stamp) {
+    if (e.cas(stamp, PooledEntry.withState(stamp, PooledEntry.OWNED))) {
       offer(e);
-    }
+    } // else the pool's shutdown took it (closeLent) and closes it
   }
 
   /** Called once per Acquire that leaves WAITING other than by assignment. */
@@ -317,8 +324,8 @@ public final class PoolCore {
 
   private void offer(PooledEntry e, long now) {
     for (;;) {
-      if (closing) {
-        destroy(e);
+      if (closing || lifecycle.mustRetire(e, now)) {
+        destroy(e); // shut down, broken, soft-evicted or past its lifetime: never lent again
         return;
       }
       Acquire w;
@@ -360,9 +367,9 @@ public final class PoolCore {
       e.lastAliveNanos = now;
       e.idleSinceNanos = now;
       long idle = PooledEntry.withState(lentStamp, PooledEntry.IDLE);
-      if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing)
+      if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing || e.epoch != epoch())
           && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
-        offer(e, now);
+        offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
       }
       Operators.complete(actual);
       return;

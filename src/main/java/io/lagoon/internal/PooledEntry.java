@@ -61,6 +61,9 @@ final class PooledEntry {
   /** Set by the owner that took the entry from IDLE when it must be validated before a lend. */
   boolean validateBeforeLend;
 
+  /** The stamp the owner installed when it took the entry from IDLE (the owner's own record). */
+  long takenStamp;
+
   /** Session state when the connection was opened, restored on release if a borrower changed it. */
   boolean initialAutoCommit = true;
 
@@ -101,16 +104,20 @@ final class PooledEntry {
   }
 
   /**
-   * Takes the entry out of IDLE: lent to a new generation when {@code lend}, else OWNED by the
-   * caller. Returns the new stamp, or -1 when the entry was not idle or another thread won.
+   * Takes the entry out of IDLE if its stamp is still {@code observed} (so decisions made on that
+   * reading hold): lent to a new generation when {@code lend}, else OWNED by the caller. Returns
+   * the new stamp, or -1 when the entry was not idle any more or another thread won.
    */
-  long takeIdle(boolean lend) {
-    long s = stamp;
-    if (state(s) != IDLE) {
+  long takeIdle(long observed, boolean lend) {
+    if (state(observed) != IDLE) {
       return -1;
     }
-    long next = lend ? nextLend(s) : withState(s, OWNED);
-    return cas(s, next) ? next : -1;
+    long next = lend ? nextLend(observed) : withState(observed, OWNED);
+    return cas(observed, next) ? next : -1;
+  }
+
+  long takeIdle(boolean lend) {
+    return takeIdle(stamp, lend);
   }
 
   Connection connection() {
