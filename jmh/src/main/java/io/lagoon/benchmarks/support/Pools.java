@@ -1,0 +1,61 @@
+package io.lagoon.benchmarks.support;
+
+import io.r2dbc.pool.ConnectionPoolConfiguration;
+import io.r2dbc.spi.ConnectionFactory;
+import java.time.Duration;
+
+/** Builds and warms up the two pools under comparison with the same sizes. */
+public final class Pools {
+
+  private static final Duration WARMUP_TIMEOUT = Duration.ofSeconds(30);
+
+  private Pools() {}
+
+  /**
+   * A Lagoon pool with {@code maxSize} connections, all opened before this returns. Other options
+   * keep their defaults (maxAcquireTime 30 s, armed only for acquires that have to wait).
+   */
+  public static io.lagoon.ConnectionPool lagoon(ConnectionFactory driver, int maxSize) {
+    io.lagoon.ConnectionPool pool = io.lagoon.ConnectionPool.builder(driver)
+        .maxSize(maxSize)
+        .initialSize(maxSize)
+        .poolName("bench-lagoon")
+        .build();
+    pool.warmup().block(WARMUP_TIMEOUT);
+    int idle = pool.stats().idle();
+    if (idle != maxSize) {
+      throw new IllegalStateException("Lagoon warm-up left " + idle + " idle connections, expected "
+          + maxSize + ": " + pool.stats());
+    }
+    return pool;
+  }
+
+  /**
+   * An r2dbc-pool 1.0.2 pool with {@code maxSize} connections, all opened before this returns.
+   * Other options keep their defaults (validation {@code LOCAL} on every acquire, one acquire
+   * retry) except {@code maxAcquireTime}: null keeps the default, no timeout at all.
+   */
+  public static io.r2dbc.pool.ConnectionPool r2dbcPool(ConnectionFactory driver, int maxSize,
+      Duration maxAcquireTime) {
+    ConnectionPoolConfiguration.Builder b = ConnectionPoolConfiguration.builder(driver)
+        .maxSize(maxSize)
+        .initialSize(maxSize)
+        .name("bench-r2dbc-pool");
+    if (maxAcquireTime != null) {
+      b.maxAcquireTime(maxAcquireTime);
+    }
+    io.r2dbc.pool.ConnectionPool pool = new io.r2dbc.pool.ConnectionPool(b.build());
+    pool.warmup().block(WARMUP_TIMEOUT);
+    int idle = pool.getMetrics().orElseThrow().idleSize();
+    if (idle != maxSize) {
+      throw new IllegalStateException("r2dbc-pool warm-up left " + idle + " idle connections,"
+          + " expected " + maxSize);
+    }
+    return pool;
+  }
+
+  /** Parses a benchmark parameter: "none" for no timeout, else an ISO-8601 duration. */
+  public static Duration parseTimeout(String value) {
+    return "none".equals(value) ? null : Duration.parse(value);
+  }
+}
