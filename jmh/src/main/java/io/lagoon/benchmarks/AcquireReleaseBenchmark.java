@@ -55,7 +55,7 @@ import reactor.core.publisher.Mono;
  * <p>Run (2 cores; about 1.5 minutes):
  *
  * <pre>
- * cd the repository root &amp;&amp; mvn -B -q install -DskipTests
+ * mvn -B -q install -DskipTests     (from the repository root)
  * mvn -B -q -f jmh/pom.xml package &amp;&amp; java -jar jmh/target/benchmarks.jar AcquireReleaseBenchmark -wi 3 -i 5 -w 1s -r 1s -f 1 -prof gc
  * </pre>
  *

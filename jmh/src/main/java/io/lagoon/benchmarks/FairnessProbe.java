@@ -32,7 +32,7 @@ import reactor.core.scheduler.Schedulers;
  * <p>Not a JMH benchmark (it measures a distribution, not a time per operation). Run:
  *
  * <pre>
- * cd the repository root &amp;&amp; mvn -B -q install -DskipTests
+ * mvn -B -q install -DskipTests     (from the repository root)
  * mvn -B -q -f jmh/pom.xml package &amp;&amp; java -Xms1g -Xmx1g -cp jmh/target/benchmarks.jar io.lagoon.benchmarks.FairnessProbe
  * </pre>
  *

@@ -53,7 +53,7 @@ import reactor.core.publisher.Mono;
  * (about 2.5 minutes):
  *
  * <pre>
- * cd the repository root &amp;&amp; mvn -B -q install -DskipTests
+ * mvn -B -q install -DskipTests     (from the repository root)
  * mvn -B -q -f jmh/pom.xml package &amp;&amp; java -jar jmh/target/benchmarks.jar PostgresThroughputBenchmark -wi 10 -w 3s -i 5 -r 3s -f 1
  * </pre>
  */
