@@ -457,6 +457,53 @@ class ConnectionPoolTest extends PoolFixture {
     assertThat(driver.usedAfterClose()).isZero();
   }
 
+  // ------------------------------------------------------------------ withConnection, inTransaction
+
+  @Test
+  void withConnectionReturnsTheConnectionWhenTheWorkFailsOrIsCancelled() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    StepVerifier.create(pool.withConnection(c -> Flux.error(new IllegalStateException("boom"))))
+        .expectErrorMessage("boom").verify();
+    assertThat(pool.stats().acquired()).isZero();
+    assertThat(pool.stats().idle()).isEqualTo(1);
+    reactor.core.Disposable work = pool.withConnection(c -> Flux.never()).subscribe();
+    assertThat(pool.stats().acquired()).isEqualTo(1);
+    work.dispose();
+    assertThat(pool.stats().acquired()).isZero();
+    assertThat(pool.stats().idle()).isEqualTo(1);
+  }
+
+  @Test
+  void inTransactionCommitsOnCompletionAndRollsBackOnErrorOrCancellation() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).initialSize(1));
+    FakeConnection physical = driver.connections().get(0);
+    java.util.function.Function<Connection, Flux<Long>> insert =
+        c -> Flux.from(c.createStatement("INSERT").execute()).flatMap(r -> r.getRowsUpdated());
+
+    StepVerifier.create(pool.inTransaction(insert)).expectNext(0L).verifyComplete();
+    assertThat(physical.operations()).containsSubsequence("beginTransaction", "commitTransaction")
+        .doesNotContain("rollbackTransaction");
+    assertThat(physical.isTransactionActive()).isFalse();
+
+    StepVerifier.create(pool.inTransaction(c -> insert.apply(c)
+        .concatWith(Flux.error(new IllegalStateException("boom"))))).expectNext(0L)
+        .expectErrorMessage("boom").verify();
+    assertThat(java.util.Collections.frequency(physical.operations(), "rollbackTransaction"))
+        .isEqualTo(1);
+    assertThat(physical.isTransactionActive()).isFalse();
+
+    reactor.core.Disposable work =
+        pool.inTransaction(c -> insert.apply(c).concatWith(Flux.never())).subscribe();
+    assertThat(physical.isTransactionActive()).isTrue();
+    work.dispose();
+    assertThat(physical.isTransactionActive()).isFalse();
+    assertThat(java.util.Collections.frequency(physical.operations(), "rollbackTransaction"))
+        .isEqualTo(2);
+    assertThat(java.util.Collections.frequency(physical.operations(), "commitTransaction"))
+        .isEqualTo(1);
+    assertThat(pool.stats().idle()).isEqualTo(1);
+  }
+
   // ------------------------------------------------------------------ threads
 
   @Test

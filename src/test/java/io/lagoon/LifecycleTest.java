@@ -3,11 +3,13 @@ package io.lagoon;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.testing.FakeConnection;
+import io.lagoon.testing.FakeConnectionFactory;
 import io.lagoon.testing.FakeSqlException;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.IsolationLevel;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.R2dbcTransientResourceException;
+import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
@@ -79,8 +81,7 @@ class LifecycleTest extends PoolFixture {
   }
 
   @Test
-  void validationStaysWithinTheAcquireDeadline() {
-    // every new connection arrives broken: validation keeps failing until the deadline
+  void aZeroSkipWindowValidatesEveryBorrowAndTheBorrowerWaitsForTheReplacement() {
     ConnectionPool pool = pool(b -> b.maxSize(1).maxAcquireTime(Duration.ofSeconds(3))
         .validationSkipWindow(Duration.ZERO));
     Borrower a = Borrower.borrow(pool.create());
@@ -91,6 +92,56 @@ class LifecycleTest extends PoolFixture {
     assertThat(b.got()).isFalse();
     time.advanceTimeBy(Duration.ofSeconds(1));
     assertThat(b.got()).isTrue(); // the replacement
+    b.release();
+  }
+
+  @Test
+  void aHangingValidationCountsAsFailedAfterMaxValidationTime() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxValidationTime(Duration.ofSeconds(2))
+        .maxAcquireTime(Duration.ofSeconds(10)));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection stuck = a.physical();
+    a.release();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    stuck.hangValidation(true);
+    Borrower b = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofMillis(1999));
+    assertThat(b.got()).isFalse();
+    assertThat(stuck.isClosed()).isFalse();
+    time.advanceTimeBy(Duration.ofMillis(1));
+    assertThat(stuck.isClosed()).isTrue();
+    assertThat(b.physical()).isNotSameAs(stuck);
+  }
+
+  @Test
+  void theAcquireDeadlineCoversAHangingValidation() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).maxValidationTime(Duration.ofSeconds(10))
+        .maxAcquireTime(Duration.ofSeconds(3)));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection stuck = a.physical();
+    a.release();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    stuck.hangValidation(true);
+    Borrower b = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofMillis(2999));
+    assertThat(b.error()).isNull();
+    time.advanceTimeBy(Duration.ofMillis(1));
+    assertThat(b.error()).isInstanceOf(PoolAcquireTimeoutException.class)
+        .hasMessageContaining("waited 3000 ms");
+    time.advanceTimeBy(Duration.ofSeconds(7)); // the validation gives up: closed, not pooled
+    assertThat(stuck.isClosed()).isTrue();
+    assertThat(pool.stats().idle()).isZero();
+  }
+
+  @Test
+  void validationDepthAndQueryReachTheDriver() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).validationDepth(ValidationDepth.REMOTE));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    a.release();
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(physical.lastValidationDepth()).isEqualTo(ValidationDepth.REMOTE);
     b.release();
   }
 
@@ -207,6 +258,9 @@ class LifecycleTest extends PoolFixture {
     List<Throwable> deadly = List.of(
         new FakeSqlException("terminating connection due to administrator command", "57P01"),
         new FakeSqlException("connection failure", "08006"),
+        new FakeSqlException("connection does not exist", "08003"),
+        new FakeSqlException("crash shutdown", "57P02"),
+        new FakeSqlException("cannot connect now", "57P03"),
         new FakeSqlException("idle session timeout", "57P05"),
         new FakeSqlException("idle-in-transaction timeout", "25P03"),
         new R2dbcNonTransientResourceException("socket closed"));
@@ -235,14 +289,15 @@ class LifecycleTest extends PoolFixture {
     assertThat(pool.stats().idle()).isEqualTo(1);
   }
 
-  @Test
-  void whenOneConnectionShowsTheServerRestartedTheIdleOnesAreCheckedAtOnce() {
+  @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"57P01", "57P02", "57P03", "08006"})
+  void whenOneConnectionShowsTheServerRestartedTheIdleOnesAreCheckedAtOnce(String sqlState) {
     ConnectionPool pool = pool(b -> b.maxSize(4).initialSize(4).minIdle(0));
     Borrower a = Borrower.borrow(pool.create());
     FakeConnection victim = a.physical();
     List<FakeConnection> idle = driver.connections().stream().filter(c -> c != victim).toList();
     idle.forEach(FakeConnection::breakConnection); // the restart killed them too
-    victim.failNextStatement(new FakeSqlException("terminating connection", "57P01"));
+    victim.failNextStatement(new FakeSqlException("server went away", sqlState));
     StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
         .expectError().verify();
     // no borrower has touched them, yet they are already closed
@@ -285,6 +340,39 @@ class LifecycleTest extends PoolFixture {
     assertThat(driver.connections()).filteredOn(c -> first.contains(c.id()))
         .allSatisfy(c -> assertThat(c.isClosed()).isTrue());
     assertThat(pool.stats().idle()).as("minIdle refilled").isEqualTo(8);
+  }
+
+  @Test
+  void lifetimeRetirementIsCappedAtAQuarterOfMaxSizePerRound() {
+    ConnectionPool pool = pool(b -> b.maxSize(8).initialSize(8).maxConcurrentCreates(8)
+        .maxLifeTime(Duration.ofMinutes(10)).maxIdleTime(Duration.ofHours(2))
+        .keepaliveInterval(Duration.ZERO).backgroundEvictionInterval(Duration.ofMinutes(20)));
+    time.advanceTimeBy(Duration.ofMinutes(20)); // one round: all eight are past their lifetime
+    assertThat(driver.closed()).isEqualTo(2);
+    time.advanceTimeBy(Duration.ofMinutes(20));
+    assertThat(driver.closed()).isEqualTo(4);
+    assertThat(pool.stats().allocated()).isEqualTo(4);
+  }
+
+  @Test
+  void lifetimesAreJitteredSoAPoolDoesNotExpireAtOnce() {
+    ConnectionPool pool = pool(b -> b.maxSize(8).initialSize(8).maxConcurrentCreates(8)
+        .maxLifeTime(Duration.ofMinutes(40)).maxIdleTime(Duration.ofHours(2))
+        .keepaliveInterval(Duration.ZERO).backgroundEvictionInterval(Duration.ofSeconds(1)));
+    time.advanceTimeBy(Duration.ofMinutes(39).minusSeconds(1)); // 2.5 % of 40 min is 60 s
+    assertThat(driver.closed()).isZero();
+    Set<Integer> secondsWithRetirements = new HashSet<>();
+    for (int second = 0; second <= 61; second++) {
+      int before = driver.closed();
+      time.advanceTimeBy(Duration.ofSeconds(1));
+      if (driver.closed() > before) {
+        secondsWithRetirements.add(second);
+      }
+    }
+    assertThat(driver.connections().stream().filter(c -> c.id() <= 8))
+        .allSatisfy(c -> assertThat(c.isClosed()).isTrue());
+    assertThat(secondsWithRetirements).as("eight lifetimes spread over the last minute").hasSizeGreaterThan(1);
+    assertThat(pool.stats().allocated()).isZero();
   }
 
   @Test
@@ -361,6 +449,70 @@ class LifecycleTest extends PoolFixture {
     assertThat(waiter.error()).isInstanceOf(R2dbcNonTransientResourceException.class)
         .hasMessageContaining("connection refused");
     assertThat(driver.connectAttempts()).isEqualTo(3);
+  }
+
+  @Test
+  void aFailingPostAllocateClosesTheConnectionAndCountsAsAFailedConnect() {
+    java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
+    ConnectionPool pool = pool(b -> b.maxSize(1).postAllocate(c -> calls.incrementAndGet() == 1
+        ? Mono.error(new IllegalStateException("SET failed")) : Mono.empty()));
+    Borrower waiter = Borrower.borrow(pool.create());
+    assertThat(driver.connections().get(0).isClosed()).isTrue();
+    assertThat(pool.stats().createFailures()).isEqualTo(1);
+    assertThat(waiter.got()).isFalse();
+    time.advanceTimeBy(Duration.ofMillis(10)); // back-off
+    assertThat(waiter.physical().id()).isEqualTo(2);
+    assertThat(calls.get()).isEqualTo(2);
+  }
+
+  @Test
+  void acquireRetryKeepsTheWaitersPlaceAndItsDeadline() {
+    driver.failConnects(true);
+    ConnectionPool pool = pool(b -> b.maxSize(1).acquireRetry(1_000)
+        .maxAcquireTime(Duration.ofSeconds(5)));
+    Borrower first = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    Borrower second = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(2));
+    driver.failConnects(false);
+    time.advanceTimeBy(Duration.ofSeconds(2)); // the back-off ends within first's deadline
+    assertThat(first.got()).as("the earlier waiter is served first").isTrue();
+    assertThat(second.got()).isFalse();
+    first.release();
+    assertThat(second.got()).isTrue();
+    second.release();
+
+    FakeConnectionFactory down = new FakeConnectionFactory().scheduler(time).failConnects(true);
+    ConnectionPool other = ConnectionPool.builder(down).initialSize(0).scheduler(time)
+        .acquireRetry(1_000).maxAcquireTime(Duration.ofSeconds(5)).build();
+    try {
+      Borrower third = Borrower.borrow(other.create());
+      time.advanceTimeBy(Duration.ofMillis(4999));
+      assertThat(down.connectAttempts()).as("the pool kept retrying").isGreaterThan(5);
+      assertThat(third.error()).isNull();
+      time.advanceTimeBy(Duration.ofMillis(1));
+      assertThat(third.error()).as("retries never extend the deadline")
+          .isInstanceOf(PoolAcquireTimeoutException.class)
+          .hasCauseInstanceOf(io.r2dbc.spi.R2dbcNonTransientResourceException.class);
+    } finally {
+      other.dispose();
+    }
+  }
+
+  @Test
+  void warmupOpensWhatTheInitialFillCouldNotInParallelBoundedByMaxConcurrentCreates() {
+    driver.failNextConnects(1);
+    ConnectionPool pool = pool(b -> b.maxSize(10).initialSize(7).maxConcurrentCreates(3));
+    assertThat(pool.stats().allocated()).isZero(); // the initial fill gave up on the failure
+    driver.connectLatency(Duration.ofSeconds(1));
+    Integer[] opened = new Integer[1];
+    pool.warmup().subscribe(n -> opened[0] = n);
+    assertThat(driver.connectsInFlight()).isEqualTo(3);
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(driver.connectsInFlight()).isEqualTo(3);
+    time.advanceTimeBy(Duration.ofSeconds(2));
+    assertThat(opened[0]).isEqualTo(7);
+    assertThat(driver.maxLive()).isEqualTo(7);
   }
 
   // ------------------------------------------------------------------ 7. warmup

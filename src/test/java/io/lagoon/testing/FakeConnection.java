@@ -74,6 +74,9 @@ public final class FakeConnection implements Connection {
     private final long id;
     private final AtomicReference<State> state = new AtomicReference<>(State.OPEN);
     private volatile boolean broken;
+    private volatile boolean hangValidation;
+    private final java.util.concurrent.atomic.AtomicReference<ValidationDepth> lastValidationDepth =
+            new java.util.concurrent.atomic.AtomicReference<>();
     private final AtomicReference<Throwable> failNextStatement = new AtomicReference<>();
     private final AtomicReference<Throwable> failNextCommit = new AtomicReference<>();
 
@@ -296,14 +299,26 @@ public final class FakeConnection implements Connection {
         return METADATA;
     }
 
-    /** Emits {@code true} unless the connection is broken or closed. */
+    /** Emits {@code true} unless the connection is broken or closed; never, with hangValidation. */
     @Override
     public Mono<Boolean> validate(ValidationDepth depth) {
         Objects.requireNonNull(depth, "depth");
-        return Mono.fromSupplier(() -> {
+        return Mono.defer(() -> {
             validations.incrementAndGet();
-            return !broken && !isClosed();
+            lastValidationDepth.set(depth);
+            return hangValidation ? Mono.<Boolean>never() : Mono.just(!broken && !isClosed());
         });
+    }
+
+    /** Makes validate() never answer (a server that stopped responding). */
+    public FakeConnection hangValidation(boolean hang) {
+        hangValidation = hang;
+        return this;
+    }
+
+    /** The depth of the last validate() call, or null. */
+    public ValidationDepth lastValidationDepth() {
+        return lastValidationDepth.get();
     }
 
     /**
