@@ -37,6 +37,8 @@ import org.jspecify.annotations.Nullable;
  *
  * <p>Errors are {@link IllegalArgumentException}s that name the offending option and echo only its
  * value: never the URL or the password.
+ *
+ * <p>Stateless and thread-safe.
  */
 public final class LagoonConnectionFactoryProvider implements ConnectionFactoryProvider {
 

@@ -7,7 +7,7 @@ import org.jspecify.annotations.Nullable;
 /**
  * No connection could be lent within {@code maxAcquireTime}. The message names the pool, the limit,
  * how long the subscriber waited and the pool's state; when opening connections failed, the last
- * failure is the cause.
+ * failure is the cause. Immutable.
  */
 public final class PoolAcquireTimeoutException extends R2dbcTimeoutException {
 

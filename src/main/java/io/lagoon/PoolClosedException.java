@@ -2,7 +2,10 @@ package io.lagoon;
 
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 
-/** The pool is closed: the acquire was refused, or the subscriber was waiting when it closed. */
+/**
+ * The pool is closed: the acquire was refused, or the subscriber was waiting when it closed.
+ * Immutable.
+ */
 public final class PoolClosedException extends R2dbcNonTransientResourceException {
 
   private static final long serialVersionUID = 1L;

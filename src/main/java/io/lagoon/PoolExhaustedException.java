@@ -4,7 +4,7 @@ import io.r2dbc.spi.R2dbcTransientResourceException;
 
 /**
  * The acquire was refused at once because {@code maxPendingAcquires} subscribers were already
- * waiting. Transient: retrying later may succeed.
+ * waiting. Transient: retrying later may succeed. Immutable.
  */
 public final class PoolExhaustedException extends R2dbcTransientResourceException {
 

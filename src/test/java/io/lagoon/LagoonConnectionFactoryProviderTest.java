@@ -486,4 +486,26 @@ class LagoonConnectionFactoryProviderTest {
     }
     // and no message of the bad-input cases above echoes it: see rejects(...)
   }
+
+  @Test
+  void aPasswordNeverAppearsInThePoolsMessagesOrToString() {
+    String password = "S3cr3t-pw";
+    String url = "r2dbc:lagoon:postgresql://app:" + password + "@127.0.0.1:1/shop"
+        + "?initialSize=0&maxAcquireTime=PT1S&connectTimeout=PT0.5S&poolName=secret-check";
+    assertThat(LagoonConnectionFactoryProvider.builder(ConnectionFactoryOptions.parse(url))
+        .config().toString()).doesNotContain(password).contains("maxAcquireTime=PT1S");
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(url);
+    try {
+      Throwable error = pool.create().then(Mono.<Throwable>empty()).onErrorResume(Mono::just)
+          .block(Duration.ofSeconds(20));
+      assertThat(error).isInstanceOf(PoolAcquireTimeoutException.class)
+          .hasMessageContaining("last connect error");
+      for (Throwable t = error; t != null; t = t.getCause()) {
+        assertThat(t.toString()).doesNotContain(password);
+      }
+      assertThat(pool.toString()).doesNotContain(password);
+    } finally {
+      pool.dispose();
+    }
+  }
 }

@@ -59,4 +59,21 @@ public record PoolConfig(
     int acquireRetry,
     @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate,
     @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease,
-    boolean registerJmx) {}
+    boolean registerJmx) {
+
+  /** The options, and the driver only by its class: a driver's toString may hold credentials. */
+  @Override
+  public String toString() {
+    return "PoolConfig[poolName=" + poolName + ", driver=" + factory.getClass().getName()
+        + ", maxSize=" + maxSize + ", initialSize=" + initialSize + ", minIdle=" + minIdle
+        + ", maxPendingAcquires=" + maxPendingAcquires + ", maxAcquireTime=" + maxAcquireTime
+        + ", maxCreateConnectionTime=" + maxCreateConnectionTime + ", maxConcurrentCreates="
+        + maxConcurrentCreates + ", maxCloseTime=" + maxCloseTime + ", validationDepth="
+        + validationDepth + ", validationQuery=" + validationQuery + ", maxValidationTime="
+        + maxValidationTime + ", validationSkipWindow=" + validationSkipWindow + ", maxIdleTime="
+        + maxIdleTime + ", maxLifeTime=" + maxLifeTime + ", keepaliveInterval=" + keepaliveInterval
+        + ", backgroundEvictionInterval=" + backgroundEvictionInterval + ", acquireRetry="
+        + acquireRetry + ", postAllocate=" + (postAllocate != null) + ", preRelease="
+        + (preRelease != null) + ", registerJmx=" + registerJmx + "]";
+  }
+}

@@ -6,6 +6,7 @@ package io.lagoon.jmx;
  * registerJmx=true}) and unregistered when it closes.
  *
  * <p>The attributes are those of {@link io.lagoon.PoolStats}; each read takes a fresh snapshot.
+ * The pool's implementation is thread-safe.
  */
 public interface ConnectionPoolMXBean {
 
