@@ -128,19 +128,14 @@ class WebfluxExampleApplicationTest {
         .thenReturn(HttpStatus.valueOf(response.statusCode().value())));
   }
 
+  /** Waits until the condition holds (not for a fixed time), re-reading stats every 10 ms. */
   private PoolStats awaitIdle(Duration timeout) {
-    long deadline = System.nanoTime() + timeout.toNanos();
-    PoolStats stats = lagoon.pool().stats();
-    while ((stats.acquired() != 0 || stats.pending() != 0) && System.nanoTime() < deadline) {
-      try {
-        Thread.sleep(10);
-      } catch (InterruptedException e) {
-        Thread.currentThread().interrupt();
-        break;
-      }
-      stats = lagoon.pool().stats();
-    }
-    return stats;
+    PoolStats stats = reactor.core.publisher.Mono.fromCallable(() -> lagoon.pool().stats())
+        .filter(s -> s.acquired() == 0 && s.pending() == 0)
+        .repeatWhenEmpty(ticks -> ticks.delayElements(Duration.ofMillis(10))
+            .take(timeout.toMillis() / 10))
+        .block(timeout.plusSeconds(1));
+    return stats != null ? stats : lagoon.pool().stats();
   }
 
   private static boolean isOnClassPath(String className) {
