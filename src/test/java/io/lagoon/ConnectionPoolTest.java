@@ -323,6 +323,46 @@ class ConnectionPoolTest extends PoolFixture {
   }
 
   @Test
+  void takeOneByAQueuedWaiterKeepsTheConnection() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower holder = Borrower.borrow(pool.create());
+    FakeConnection physical = holder.physical();
+    AtomicReference<Connection> kept = new AtomicReference<>();
+    Flux.from(pool.create()).take(1).subscribe(kept::set); // queued; cancels inside onNext
+    holder.release();
+    assertThat(kept.get()).isNotNull();
+    assertThat(pool.stats().acquired()).isEqualTo(1);
+    Borrower next = Borrower.borrow(pool.create());
+    assertThat(next.got()).as("the connection is not lent twice").isFalse();
+    StepVerifier.create(kept.get().validate(ValidationDepth.LOCAL)).expectNext(true).verifyComplete();
+    Mono.from(kept.get().close()).block();
+    assertThat(next.physical()).isSameAs(physical);
+  }
+
+  @Test
+  void cancelRacingWithAConnectCompletingForThatWaiterNeverLosesTheConnection() {
+    for (int i = 0; i < 2_000; i++) {
+      VirtualTimeScheduler vts = new io.lagoon.testing.SerializedVirtualTime();
+      FakeConnectionFactory d = new FakeConnectionFactory().scheduler(vts)
+          .connectLatency(Duration.ofMillis(1));
+      ConnectionPool pool = ConnectionPool.builder(d).maxSize(1).initialSize(0).scheduler(vts)
+          .build();
+      Borrower waiter = Borrower.borrow(pool.create());
+      reactor.test.util.RaceTestUtils.race(
+          () -> vts.advanceTimeBy(Duration.ofMillis(1)), waiter::cancel);
+      PoolStats s = pool.stats();
+      assertThat(d.opened()).isEqualTo(1);
+      if (waiter.got()) {
+        assertThat(s.acquired()).as("round %d: %s", i, s).isEqualTo(1);
+        waiter.release();
+      }
+      assertThat(pool.stats().idle()).as("round %d", i).isEqualTo(1);
+      pool.dispose();
+      vts.dispose();
+    }
+  }
+
+  @Test
   void cancelRacingWithDeliveryNeverLosesOrDuplicatesAConnection() {
     for (int i = 0; i < 5_000; i++) {
       FakeConnectionFactory d = new FakeConnectionFactory();
@@ -521,6 +561,38 @@ class ConnectionPoolTest extends PoolFixture {
     t2.join();
     assertThat(waiterA.deliveryThread).isEqualTo("releaser-1");
     assertThat(waiterB.deliveryThread).isEqualTo("releaser-2");
+  }
+
+  @Test
+  void aSubscriberBlockedInOnNextHoldsNoLockOnThePool() throws Exception {
+    ConnectionPool pool = pool(b -> b.maxSize(2).initialSize(2));
+    java.util.concurrent.CountDownLatch inOnNext = new java.util.concurrent.CountDownLatch(1);
+    java.util.concurrent.CountDownLatch letGo = new java.util.concurrent.CountDownLatch(1);
+    Thread slow = new Thread(() -> pool.create().subscribe(c -> {
+      inOnNext.countDown();
+      try {
+        letGo.await(); // subscriber code that takes its time, on its own thread
+      } catch (InterruptedException e) {
+        Thread.currentThread().interrupt();
+      }
+    }), "slow-subscriber");
+    slow.start();
+    assertThat(inOnNext.await(5, java.util.concurrent.TimeUnit.SECONDS)).isTrue();
+    try {
+      // meanwhile the pool serves others in full: acquire, release, stats, close
+      java.util.concurrent.CompletableFuture<PoolStats> others =
+          java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+            Borrower b = Borrower.borrow(pool.create());
+            b.release();
+            return pool.stats();
+          });
+      PoolStats s = others.get(5, java.util.concurrent.TimeUnit.SECONDS);
+      assertThat(s.acquired()).isEqualTo(1);
+      assertThat(s.idle()).isEqualTo(1);
+    } finally {
+      letGo.countDown();
+      slow.join();
+    }
   }
 
   @Test
