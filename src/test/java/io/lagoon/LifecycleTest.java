@@ -95,15 +95,20 @@ class LifecycleTest extends PoolFixture {
     b.release();
   }
 
-  @Test
-  void aHangingValidationCountsAsFailedAfterMaxValidationTime() {
-    ConnectionPool pool = pool(b -> b.maxSize(2).maxValidationTime(Duration.ofSeconds(2))
-        .maxAcquireTime(Duration.ofSeconds(10)));
+  /** Uses a connection, gives it back, lets the skip window pass and makes its next check hang. */
+  private FakeConnection idleConnectionWhoseValidationHangs(ConnectionPool pool) {
     Borrower a = Borrower.borrow(pool.create());
     FakeConnection stuck = a.physical();
     a.release();
     time.advanceTimeBy(Duration.ofSeconds(1));
-    stuck.hangValidation(true);
+    return stuck.hangValidation(true);
+  }
+
+  @Test
+  void aHangingValidationCountsAsFailedAfterMaxValidationTime() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxValidationTime(Duration.ofSeconds(2))
+        .maxAcquireTime(Duration.ofSeconds(10)));
+    FakeConnection stuck = idleConnectionWhoseValidationHangs(pool);
     Borrower b = Borrower.borrow(pool.create());
     time.advanceTimeBy(Duration.ofMillis(1999));
     assertThat(b.got()).isFalse();
@@ -117,11 +122,7 @@ class LifecycleTest extends PoolFixture {
   void theAcquireDeadlineCoversAHangingValidation() {
     ConnectionPool pool = pool(b -> b.maxSize(1).maxValidationTime(Duration.ofSeconds(10))
         .maxAcquireTime(Duration.ofSeconds(3)));
-    Borrower a = Borrower.borrow(pool.create());
-    FakeConnection stuck = a.physical();
-    a.release();
-    time.advanceTimeBy(Duration.ofSeconds(1));
-    stuck.hangValidation(true);
+    FakeConnection stuck = idleConnectionWhoseValidationHangs(pool);
     Borrower b = Borrower.borrow(pool.create());
     time.advanceTimeBy(Duration.ofMillis(2999));
     assertThat(b.error()).isNull();
