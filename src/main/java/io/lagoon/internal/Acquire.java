@@ -49,6 +49,8 @@ final class Acquire implements Subscription, Runnable {
   private boolean requested;
   /** When this acquire started to wait; written before it is enqueued. */
   long waitStartNanos;
+  /** The pool's connect-failure count when this acquire started to wait (for acquireRetry). */
+  long failuresAtStart;
   /** The entry handed over by {@link #assign}; read by {@link #run} on the same thread. */
   private @Nullable PooledEntry assigned;
 
@@ -185,8 +187,6 @@ final class Acquire implements Subscription, Runnable {
     return true;
   }
 
-  /** The pool's connect-failure count when this acquire started to wait. */
-  long failuresAtStart;
 
   /** Fails a NEW or WAITING acquire (pool closed, queue full, scheduler gone). */
   boolean fail(Throwable error) {

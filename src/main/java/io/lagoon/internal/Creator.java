@@ -60,10 +60,6 @@ final class Creator {
     return failures.get();
   }
 
-  long failureCount() {
-    return failures.get();
-  }
-
   /** The last connect error if it happened at or after {@code sinceNanos}. */
   @Nullable Throwable failureSince(long sinceNanos) {
     Throwable e = lastError;

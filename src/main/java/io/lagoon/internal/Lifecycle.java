@@ -61,7 +61,6 @@ final class Lifecycle {
   /** Stamps a new entry's times and jitters; its owner publishes it afterwards. */
   void opened(PooledEntry e, Connection c, long now) {
     ThreadLocalRandom random = ThreadLocalRandom.current();
-    e.createdNanos = now;
     e.lastAliveNanos = now;
     e.idleSinceNanos = now;
     e.expiresAtNanos = now + maxLifeNanos - random.nextLong(maxLifeNanos / 40 + 1); // <= 2.5 %
@@ -81,7 +80,7 @@ final class Lifecycle {
 
   // ---------------------------------------------------------------- borrow
 
-  /** Whether an IDLE entry must be retired rather than lent. */
+  /** Whether an entry must be closed rather than lent or pooled: broken, soft-evicted or too old. */
   boolean mustRetire(PooledEntry e, long now) {
     return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
   }
@@ -121,11 +120,6 @@ final class Lifecycle {
   }
 
   // ---------------------------------------------------------------- release
-
-  /** Whether a returned entry must be closed instead of going back to the pool. */
-  boolean retireOnReturn(PooledEntry e, long now) {
-    return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
-  }
 
   /** Whether anything must run before the entry can be lent again. */
   boolean needsReset(PooledEntry e, int dirty) {

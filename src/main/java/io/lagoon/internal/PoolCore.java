@@ -156,7 +156,7 @@ public final class PoolCore {
           }
           return;
         }
-        a.failuresAtStart = creator.failureCount();
+        a.failuresAtStart = creator.failures();
         if (a.assignNow(e, now, config.maxAcquireTime().toNanos())) {
           e.validateBeforeLend = false;
           lifecycle.validateThenDeliver(a, e); // idle too long: check it first, on a deadline
@@ -186,12 +186,7 @@ public final class PoolCore {
     }
     pending.incrementAndGet();
     waiters.offerFirst(a);
-    if (closing) {
-      failWaiters();
-      return;
-    }
-    handIdleToWaiters();
-    creator.createIfNeeded();
+    afterQueued();
   }
 
   private void enqueue(Acquire a) {
@@ -204,12 +199,20 @@ public final class PoolCore {
         return;
       }
     } while (!pending.compareAndSet(p, p + 1));
-    a.failuresAtStart = creator.failureCount();
+    a.failuresAtStart = creator.failures();
     if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
       pending.decrementAndGet(); // cancelled before it could wait
       return;
     }
     waiters.offerLast(a);
+    afterQueued();
+  }
+
+  /**
+   * After a waiter joined the queue: fail it if the pool closed meanwhile (I6), else hand it an
+   * idle entry (I3, the waiter's half) or start a connect for it.
+   */
+  private void afterQueued() {
     if (closing) {
       failWaiters();
       return;
@@ -360,7 +363,7 @@ public final class PoolCore {
       return;
     }
     long now = now();
-    if (waiters.isEmpty() && !closing && !lifecycle.retireOnReturn(e, now)
+    if (waiters.isEmpty() && !closing && !lifecycle.mustRetire(e, now)
         && !lifecycle.needsReset(e, dirty)) {
       // Fast return: nothing to undo and nobody waiting, so one CAS parks the entry. The times
       // are written first and published by the CAS; then I3/I6's re-check, as in offer().
@@ -378,7 +381,7 @@ public final class PoolCore {
       Operators.complete(actual);
       return;
     }
-    if (closing || lifecycle.retireOnReturn(e, now)) {
+    if (closing || lifecycle.mustRetire(e, now)) {
       destroy(e);
       Operators.complete(actual);
     } else if (!lifecycle.needsReset(e, dirty)) {
@@ -491,9 +494,7 @@ public final class PoolCore {
   void freeSlot(PooledEntry e) {
     slots.compareAndSet(e.slot, e, null);
     creator.createIfNeeded();
-    if (closing) {
-      checkTerminated();
-    }
+    checkTerminatedIfClosing();
   }
 
   // ---------------------------------------------------------------- closing connections

@@ -37,9 +37,6 @@ final class PooledEntry {
   /** The physical connection; set once by the creator before the entry first leaves OWNED. */
   @Nullable Connection connection;
 
-  /** When the physical connection was opened. Written before the entry is published. */
-  long createdNanos;
-
   /**
    * When the entry last became idle. Written by its owner before it publishes the entry as IDLE;
    * read by whoever takes it out of IDLE.
