@@ -71,6 +71,7 @@ public final class ConnectionPoolBuilder {
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
   private boolean registerJmx;
+  private SessionReset sessionReset = SessionReset.AUTO;
 
   ConnectionPoolBuilder(ConnectionFactory factory) {
     this.factory = Objects.requireNonNull(factory, "connectionFactory must not be null");
@@ -284,6 +285,15 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
+   * When session state that a borrower changed through SQL is undone on release; see {@link
+   * SessionReset}. Default {@link SessionReset#AUTO}.
+   */
+  public ConnectionPoolBuilder sessionReset(SessionReset sessionReset) {
+    this.sessionReset = Objects.requireNonNull(sessionReset, "sessionReset must not be null");
+    return this;
+  }
+
+  /**
    * Checks the configuration and builds a pool, which at once starts opening {@code initialSize}
    * connections in the background. Never blocks.
    *
@@ -309,7 +319,8 @@ public final class ConnectionPoolBuilder {
         maxAcquireTime, maxCreateConnectionTime, creates, maxCloseTime,
         scheduler != null ? scheduler : Schedulers.parallel(), validationDepth, validationQuery,
         maxValidationTime, validationSkipWindow, maxIdleTime, maxLifeTime, keepaliveInterval,
-        backgroundEvictionInterval, acquireRetry, postAllocate, preRelease, registerJmx);
+        backgroundEvictionInterval, acquireRetry, postAllocate, preRelease, registerJmx,
+        sessionReset);
   }
 
   private static Duration notNegative(String option, Duration value) {

@@ -329,7 +329,7 @@ class LagoonConnectionFactoryProviderTest {
         "maxCreateConnectionTime", "maxValidationTime", "acquireRetry", "validationQuery",
         "validationDepth", "backgroundEvictionInterval", "poolName", "registerJmx",
         "postAllocate", "preRelease", "maxPendingAcquires", "maxConcurrentCreates", "maxCloseTime",
-        "keepaliveInterval", "validationSkipWindow");
+        "keepaliveInterval", "validationSkipWindow", "sessionReset");
     assertThat(PoolOptions.isPoolOption("sslMode")).isFalse();
     assertThat(PoolOptions.isPoolOption("maxsize")).isFalse(); // names are case-sensitive
   }

@@ -33,15 +33,33 @@ class LifecycleTest extends PoolFixture {
   // ------------------------------------------------------------------ 1. validation on borrow
 
   @Test
-  void aConnectionUsedWithinTheSkipWindowIsLentWithoutValidation() {
-    ConnectionPool pool = pool(b -> b.maxSize(1));
+  void aConnectionUsedWithinTheSkipWindowIsLentAfterOnlyTheLocalCheck() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).validationQuery("SELECT 1"));
     Borrower first = Borrower.borrow(pool.create());
     FakeConnection physical = first.physical();
     first.release();
+    int opsBefore = physical.operations().size();
     time.advanceTimeBy(Duration.ofMillis(400));
     Borrower second = Borrower.borrow(pool.create());
     assertThat(second.physical()).isSameAs(physical);
-    assertThat(physical.validations()).isZero();
+    assertThat(physical.validations()).as("the local check, on every borrow").isEqualTo(1);
+    assertThat(physical.lastValidationDepth()).isEqualTo(ValidationDepth.LOCAL);
+    assertThat(physical.operations()).as("no validation query within the window")
+        .hasSize(opsBefore);
+    second.release();
+  }
+
+  @Test
+  void aConnectionTheDriverReportsClosedIsNeverLentEvenWithinTheSkipWindow() {
+    ConnectionPool pool = pool(b -> b.maxSize(2));
+    Borrower first = Borrower.borrow(pool.create());
+    FakeConnection dead = first.physical();
+    first.release();
+    dead.breakConnection(); // the server went away a moment after the connection was used
+    Borrower second = Borrower.borrow(pool.create());
+    assertThat(second.error()).isNull();
+    assertThat(second.physical()).isNotSameAs(dead);
+    assertThat(dead.isClosed()).as("closed, not parked again").isTrue();
     second.release();
   }
 
@@ -182,27 +200,75 @@ class LifecycleTest extends PoolFixture {
   }
 
   @Test
-  void sessionSettingsReturnToTheirValuesTouchingOnlyWhatTheBorrowerChanged() {
+  void theIsolationLevelReturnsToItsInitialValueHoweverItWasChanged() {
     ConnectionPool pool = pool(b -> b.maxSize(1));
     Borrower a = Borrower.borrow(pool.create());
-    Connection c = a.connection();
     FakeConnection physical = a.physical();
-    Mono.from(c.setTransactionIsolationLevel(IsolationLevel.SERIALIZABLE)).block();
-    Mono.from(c.setStatementTimeout(Duration.ofSeconds(3))).block();
+    Mono.from(a.connection().setTransactionIsolationLevel(IsolationLevel.SERIALIZABLE)).block();
     int before = physical.operations().size();
     a.release();
     assertThat(physical.isolationLevel()).isEqualTo(IsolationLevel.READ_COMMITTED);
-    assertThat(physical.statementTimeout()).isEqualTo(Duration.ZERO);
-    List<String> resetOps = physical.operations().subList(before, physical.operations().size());
-    assertThat(resetOps).containsExactly("setTransactionIsolationLevel(READ COMMITTED)",
-        "setStatementTimeout(PT0S)");
+    assertThat(physical.operations().subList(before, physical.operations().size()))
+        .containsExactly("setTransactionIsolationLevel(READ COMMITTED)");
 
     Borrower b = Borrower.borrow(pool.create());
-    Mono.from(b.connection().setLockWaitTimeout(Duration.ofSeconds(1))).block();
-    int before2 = physical.operations().size();
+    assertThat(b.physical()).isSameAs(physical);
+    // behind the handle's back: the reset compares what the driver reports
+    Mono.from(((io.r2dbc.spi.Wrapped<?>) b.connection()).unwrap() instanceof Connection raw
+        ? raw.setTransactionIsolationLevel(IsolationLevel.REPEATABLE_READ) : Mono.empty()).block();
     b.release();
-    assertThat(physical.operations().subList(before2, physical.operations().size()))
-        .containsExactly("setLockWaitTimeout(PT0S)");
+    assertThat(physical.isolationLevel()).isEqualTo(IsolationLevel.READ_COMMITTED);
+    assertThat(pool.stats().idle()).isEqualTo(1);
+  }
+
+  @Test
+  void changedTimeoutsOnADriverWithoutAResetStatementReplaceTheConnection() {
+    // The SPI cannot read a connection's timeouts back: without a reset statement (PostgreSQL
+    // has one), the only way to give the next borrower the initial values is a new connection.
+    for (String how : List.of("setStatementTimeout", "setLockWaitTimeout", "SET")) {
+      ConnectionPool pool = pool(b -> b.maxSize(1));
+      Borrower a = Borrower.borrow(pool.create());
+      FakeConnection physical = a.physical();
+      switch (how) {
+        case "setStatementTimeout" ->
+            Mono.from(a.connection().setStatementTimeout(Duration.ofSeconds(3))).block();
+        case "setLockWaitTimeout" ->
+            Mono.from(a.connection().setLockWaitTimeout(Duration.ofSeconds(3))).block();
+        default -> run(a.connection(), "SET lock_timeout = 5");
+      }
+      a.release();
+      assertThat(physical.isClosed()).as(how).isTrue();
+      Borrower b = Borrower.borrow(pool.create());
+      assertThat(b.physical()).as(how).isNotSameAs(physical);
+      b.release();
+      assertThat(pool.stats().closed()).as(how).isEqualTo(1);
+    }
+  }
+
+  @Test
+  void aChangePublisherNeverSubscribedLeavesNothingToReset() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    a.connection().setStatementTimeout(Duration.ofSeconds(3)); // obtained, never subscribed
+    a.connection().beginTransaction();
+    int before = physical.operations().size();
+    a.release();
+    assertThat(physical.isClosed()).isFalse();
+    assertThat(physical.operations()).hasSize(before);
+  }
+
+  @Test
+  void aDriverThatThrowsWhileTheConnectionIsReturnedFreesTheSlot() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    Mono.from(physical.close()).block(); // behind the pool's back: isAutoCommit() now throws
+    a.release();
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.error()).isNull();
+    assertThat(b.physical()).isNotSameAs(physical);
+    b.release();
   }
 
   @Test

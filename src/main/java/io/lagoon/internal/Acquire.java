@@ -176,6 +176,14 @@ final class Acquire implements Subscription, Runnable {
     }
   }
 
+  /** Fails an ASSIGNED acquire whose connection the caller closed instead (pool closed). */
+  void failAssigned(Throwable error) {
+    if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
+      disposeTimer();
+      actual.onError(error);
+    }
+  }
+
   /** Fails the acquire with a connect error once it saw more than acquireRetry of them. */
   boolean failWaiting(Throwable error) {
     if (state != WAITING || !STATE.compareAndSet(this, WAITING, DONE)) {

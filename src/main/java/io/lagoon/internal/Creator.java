@@ -158,14 +158,14 @@ final class Creator {
 
   /** The driver delivered a connection: run postAllocate, then publish it. */
   private void onConnected(PooledEntry e, Connection c, @Nullable Fill fill) {
-    lifecycle.postAllocate(c).subscribe(null, error -> {
+    lifecycle.postAllocate(c).then(lifecycle.captureSession(e, c)).subscribe(null, error -> {
       closeQuietly(c);
       onFailed(e, fill, error);
     }, () -> publish(e, c, fill));
   }
 
   private void publish(PooledEntry e, Connection c, @Nullable Fill fill) {
-    lifecycle.opened(e, c, core.now());
+    lifecycle.opened(e, core.now());
     e.connection = c;
     created.increment();
     failureStreak.set(0);

@@ -1,10 +1,11 @@
 package io.lagoon.internal;
 
+import io.lagoon.SessionReset;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.IsolationLevel;
 import io.r2dbc.spi.R2dbcException;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
-import java.time.Duration;
+import io.r2dbc.spi.ValidationDepth;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
@@ -59,13 +60,30 @@ final class Lifecycle {
   // ---------------------------------------------------------------- new connections
 
   /** Stamps a new entry's times and jitters; its owner publishes it afterwards. */
-  void opened(PooledEntry e, Connection c, long now) {
+  void opened(PooledEntry e, long now) {
     ThreadLocalRandom random = ThreadLocalRandom.current();
     e.lastAliveNanos = now;
     e.idleSinceNanos = now;
     e.expiresAtNanos = now + maxLifeNanos - random.nextLong(maxLifeNanos / 40 + 1); // <= 2.5 %
     e.keepaliveJitterNanos = random.nextLong(keepaliveNanos / 10 + 1); // <= 10 %
-    e.initialAutoCommit = c.isAutoCommit();
+  }
+
+  /**
+   * Records the session state a new connection has after postAllocate, which every reset restores:
+   * auto-commit and isolation level as the driver reports them and, on PostgreSQL, the settings
+   * made in the session (by the driver's options or postAllocate), from which it builds the reset
+   * statement. Bounded by maxCreateConnectionTime; a connection whose state cannot be read fails
+   * like a failed connect.
+   */
+  Mono<Void> captureSession(PooledEntry e, Connection c) {
+    return Mono.defer(() -> {
+      e.initialAutoCommit = c.isAutoCommit();
+      e.initialIsolation = c.getTransactionIsolationLevel();
+      if (!SessionResets.isPostgres(c)) {
+        return Mono.empty();
+      }
+      return SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql).then();
+    }).timeout(config.maxCreateConnectionTime(), core.scheduler());
   }
 
   /** Runs postAllocate, bounded by maxCreateConnectionTime; empty when none is configured. */
@@ -90,12 +108,69 @@ final class Lifecycle {
     return now - e.lastAliveNanos >= skipWindowNanos;
   }
 
+  static final int ALIVE = 1;
+  static final int DEAD = 0;
+  static final int UNKNOWN = -1;
+
+  /**
+   * The driver's {@code validate(LOCAL)}, when it answers synchronously (as drivers do: it asks
+   * whether the socket is still open, without I/O): ALIVE or DEAD; UNKNOWN when it answers later
+   * (the caller then validates asynchronously). A driver that throws counts as DEAD.
+   */
+  static int localCheck(Connection c) {
+    LocalCheck check = new LocalCheck();
+    try {
+      c.validate(ValidationDepth.LOCAL).subscribe(check);
+    } catch (RuntimeException e) {
+      return DEAD;
+    }
+    return check.result();
+  }
+
+  /** Records a synchronous answer; cancels an asynchronous one, which the caller redoes. */
+  private static final class LocalCheck implements org.reactivestreams.Subscriber<Boolean> {
+    private org.reactivestreams.@Nullable Subscription subscription;
+    private volatile int result = UNKNOWN;
+
+    int result() {
+      int r = result;
+      org.reactivestreams.Subscription s = subscription;
+      if (r == UNKNOWN && s != null) {
+        s.cancel();
+      }
+      return r;
+    }
+
+    @Override
+    public void onSubscribe(org.reactivestreams.Subscription s) {
+      subscription = s;
+      s.request(1);
+    }
+
+    @Override
+    public void onNext(Boolean ok) {
+      result = Boolean.TRUE.equals(ok) ? ALIVE : DEAD;
+    }
+
+    @Override
+    public void onError(Throwable t) {
+      result = DEAD;
+    }
+
+    @Override
+    public void onComplete() {
+      if (result == UNKNOWN) {
+        result = DEAD; // completed without an answer
+      }
+    }
+  }
+
   /** Validates {@code e}, then delivers it to {@code a}, or closes it and requeues {@code a}. */
   void validateThenDeliver(Acquire a, PooledEntry e) {
     validate(e.connection()).subscribe(ok -> {
       if (ok) {
         e.lastAliveNanos = core.now();
-        Trampoline.run(() -> a.deliver(e));
+        Trampoline.run(() -> core.deliver(a, e));
       } else {
         core.destroy(e);
         core.requeue(a);
@@ -121,39 +196,73 @@ final class Lifecycle {
 
   // ---------------------------------------------------------------- release
 
-  /** Whether anything must run before the entry can be lent again. */
+  /**
+   * Whether anything must run before the entry can be lent again: the borrower changed something,
+   * a hook must run, or the driver reports a transaction, auto-commit or isolation level that
+   * differs from the connection's initial state (however it was changed). Calls only the driver's
+   * local getters; a driver that throws from them is a broken connection.
+   */
   boolean needsReset(PooledEntry e, int dirty) {
-    return dirty != 0 || config.preRelease() != null || !e.connection().isAutoCommit();
+    if (dirty != 0 || config.preRelease() != null) {
+      return true;
+    }
+    Connection c = e.connection();
+    return !c.isAutoCommit() || c.isAutoCommit() != e.initialAutoCommit
+        || isolationChanged(e, c);
+  }
+
+  private static boolean isolationChanged(PooledEntry e, Connection c) {
+    IsolationLevel initial = e.initialIsolation;
+    return initial != null && !initial.equals(c.getTransactionIsolationLevel());
   }
 
   /**
-   * Undoes what the borrower left behind: preRelease, then rollback of an open transaction, then
-   * auto-commit, isolation, statement and lock-wait timeouts, each only if the borrower changed it.
-   * Bounded by maxValidationTime; errors when any step fails or is too slow.
+   * Whether the session must be reset (or, without a reset statement, the connection replaced):
+   * timeouts changed through the handle, or SQL that may have changed the session, unless the
+   * mode is NEVER, or any SQL in ALWAYS mode (where a reset statement exists).
+   */
+  private boolean needsSessionReset(PooledEntry e, int dirty) {
+    if ((dirty & (PooledConnection.STATEMENT_TIMEOUT | PooledConnection.LOCK_WAIT_TIMEOUT)) != 0) {
+      return true;
+    }
+    SessionReset mode = config.sessionReset();
+    if (mode == SessionReset.NEVER) {
+      return false;
+    }
+    boolean hasStatement = e.sessionResetSql != null;
+    return (dirty & PooledConnection.SESSION) != 0
+        || (hasStatement && (dirty & PooledConnection.UNWRAPPED) != 0)
+        || (hasStatement && mode == SessionReset.ALWAYS && dirty != 0);
+  }
+
+  /**
+   * Undoes what the borrower left behind, comparing the driver's actual state with the state the
+   * connection had when it was opened: preRelease, then rollback of an open transaction, then the
+   * session reset statement (PostgreSQL) if the session may have changed, then auto-commit and
+   * isolation level. Bounded by maxValidationTime; errors when any step fails or is too slow, or
+   * when the session changed and the driver has no reset statement (the connection is replaced).
    */
   Mono<Void> reset(PooledEntry e, int dirty) {
     Connection c = e.connection();
-    List<Mono<Void>> steps = new ArrayList<>(6);
+    List<Mono<Void>> steps = new ArrayList<>(5);
     Function<? super Connection, ? extends Publisher<Void>> hook = config.preRelease();
     if (hook != null) {
       steps.add(Mono.defer(() -> Mono.from(hook.apply(c))));
     }
     steps.add(Mono.defer(() -> (dirty & PooledConnection.TX) != 0 || !c.isAutoCommit()
         ? Mono.from(c.rollbackTransaction()) : Mono.empty()));
-    if ((dirty & PooledConnection.AUTO_COMMIT) != 0) {
-      steps.add(Mono.defer(() -> c.isAutoCommit() == e.initialAutoCommit
-          ? Mono.empty() : Mono.from(c.setAutoCommit(e.initialAutoCommit))));
+    if (needsSessionReset(e, dirty)) {
+      String sql = e.sessionResetSql;
+      steps.add(sql != null ? SessionResets.run(c, sql) : Mono.error(new IllegalStateException(
+          "session changed and the driver has no reset statement: replacing the connection")));
     }
-    IsolationLevel isolation = e.initialIsolation;
-    if ((dirty & PooledConnection.ISOLATION) != 0 && isolation != null) {
-      steps.add(Mono.defer(() -> Mono.from(c.setTransactionIsolationLevel(isolation))));
-    }
-    if ((dirty & PooledConnection.STATEMENT_TIMEOUT) != 0) {
-      steps.add(Mono.defer(() -> Mono.from(c.setStatementTimeout(Duration.ZERO))));
-    }
-    if ((dirty & PooledConnection.LOCK_WAIT_TIMEOUT) != 0) {
-      steps.add(Mono.defer(() -> Mono.from(c.setLockWaitTimeout(Duration.ZERO))));
-    }
+    steps.add(Mono.defer(() -> c.isAutoCommit() == e.initialAutoCommit
+        ? Mono.empty() : Mono.from(c.setAutoCommit(e.initialAutoCommit))));
+    steps.add(Mono.defer(() -> {
+      IsolationLevel initial = e.initialIsolation;
+      return initial != null && isolationChanged(e, c)
+          ? Mono.from(c.setTransactionIsolationLevel(initial)) : Mono.empty();
+    }));
     return Mono.when(Flux.concat(steps))
         .timeout(config.maxValidationTime(), core.scheduler());
   }

@@ -35,6 +35,7 @@ import reactor.core.scheduler.Scheduler;
  * @param postAllocate runs once on every new connection, or null
  * @param preRelease runs on every connection given back, before the reset, or null
  * @param registerJmx whether the pool registers its MXBean
+ * @param sessionReset when session state changed through SQL is undone on release
  */
 public record PoolConfig(
     ConnectionFactory factory,
@@ -59,7 +60,8 @@ public record PoolConfig(
     int acquireRetry,
     @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate,
     @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease,
-    boolean registerJmx) {
+    boolean registerJmx,
+    io.lagoon.SessionReset sessionReset) {
 
   /** The options, and the driver only by its class: a driver's toString may hold credentials. */
   @Override
@@ -74,6 +76,7 @@ public record PoolConfig(
         + maxIdleTime + ", maxLifeTime=" + maxLifeTime + ", keepaliveInterval=" + keepaliveInterval
         + ", backgroundEvictionInterval=" + backgroundEvictionInterval + ", acquireRetry="
         + acquireRetry + ", postAllocate=" + (postAllocate != null) + ", preRelease="
-        + (preRelease != null) + ", registerJmx=" + registerJmx + "]";
+        + (preRelease != null) + ", registerJmx=" + registerJmx + ", sessionReset=" + sessionReset
+        + "]";
   }
 }

@@ -86,6 +86,7 @@ public final class PoolCore {
   private final AtomicInteger epoch = new AtomicInteger();
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile boolean closing;
+  private volatile boolean forceClosed;
   private final Sinks.Empty<Void> idleClosed = Sinks.empty();
   private final Sinks.Empty<Void> terminated = Sinks.empty();
 
@@ -175,8 +176,22 @@ public final class PoolCore {
       e.validateBeforeLend = false;
       lifecycle.validateThenDeliver(a, e);
     } else {
-      a.deliver(e);
+      deliver(a, e);
     }
+  }
+
+  /**
+   * Delivers an OWNED entry to its assigned acquire, unless the pool closed meanwhile (during a
+   * validation, say): then the connection is closed and the acquire fails, so close() completes.
+   */
+  void deliver(Acquire a, PooledEntry e) {
+    if (closing) {
+      destroy(e);
+      a.failAssigned(closedError("the pool closed while this subscriber's connection was made"
+          + " ready"));
+      return;
+    }
+    a.deliver(e);
   }
 
   /** An acquire whose connection failed validation goes back to the head of the queue. */
@@ -251,6 +266,19 @@ public final class PoolCore {
         continue;
       }
       boolean validate = lifecycle.mustValidate(e, now);
+      if (!validate) {
+        // Within the skip window only the round trip is skipped: the driver's local check runs on
+        // every borrow, so a connection it already knows is closed is never lent.
+        int local = Lifecycle.localCheck(e.connection());
+        if (local == Lifecycle.DEAD) {
+          if (e.takeIdle(s, false) != -1) {
+            e.broken = true;
+            destroy(e);
+          }
+          continue;
+        }
+        validate = local == Lifecycle.UNKNOWN;
+      }
       long taken = e.takeIdle(s, lend && !validate);
       if (taken != -1) {
         e.takenStamp = taken;
@@ -290,7 +318,22 @@ public final class PoolCore {
   PooledConnection lend(PooledEntry e) {
     long s = PooledEntry.nextLend(e.stamp());
     e.setStamp(s);
+    if (closing) {
+      lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
+    }
     return handle(e, s);
+  }
+
+  /**
+   * A lend that raced with shutdown: a forced close (closeLent) that already ran closes it now,
+   * under its borrower; otherwise close() may now be done waiting for the entries it could close.
+   */
+  private void lentWhileClosing(PooledEntry e, long s) {
+    if (forceClosed && e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
+      destroy(e);
+    } else {
+      checkTerminated();
+    }
   }
 
   /** The handle of a lend that already happened. */
@@ -363,8 +406,14 @@ public final class PoolCore {
       return;
     }
     long now = now();
-    if (waiters.isEmpty() && !closing && !lifecycle.mustRetire(e, now)
-        && !lifecycle.needsReset(e, dirty)) {
+    boolean reset;
+    try {
+      reset = lifecycle.needsReset(e, dirty);
+    } catch (RuntimeException driverFailed) {
+      e.broken = true; // the driver cannot even report its state: never lend it again
+      reset = true;
+    }
+    if (!reset && waiters.isEmpty() && !closing && !lifecycle.mustRetire(e, now)) {
       // Fast return: nothing to undo and nobody waiting, so one CAS parks the entry. The times
       // are written first and published by the CAS; then I3/I6's re-check, as in offer().
       e.lastAliveNanos = now;
@@ -384,13 +433,13 @@ public final class PoolCore {
     if (closing || lifecycle.mustRetire(e, now)) {
       destroy(e);
       Operators.complete(actual);
-    } else if (!lifecycle.needsReset(e, dirty)) {
+    } else if (!reset) {
       e.lastAliveNanos = now;
       offer(e, now);
       Operators.complete(actual);
     } else {
       actual.onSubscribe(Operators.emptySubscription());
-      lifecycle.reset(e, dirty).subscribe(null, error -> {
+      Mono.defer(() -> lifecycle.reset(e, dirty)).subscribe(null, error -> {
         destroy(e);
         actual.onComplete();
       }, () -> {
@@ -585,6 +634,7 @@ public final class PoolCore {
   }
 
   private void closeLent() {
+    forceClosed = true; // before the scan: a lend after it sees the flag (lentWhileClosing)
     for (int i = 0; i < slots.length(); i++) {
       PooledEntry e = slots.get(i);
       if (e == null) {

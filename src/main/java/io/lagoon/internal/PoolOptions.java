@@ -1,6 +1,7 @@
 package io.lagoon.internal;
 
 import io.lagoon.ConnectionPoolBuilder;
+import io.lagoon.SessionReset;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.Option;
@@ -87,7 +88,8 @@ public final class PoolOptions {
       option("keepaliveInterval", PoolOptions::toDuration,
           ConnectionPoolBuilder::keepaliveInterval),
       option("validationSkipWindow", PoolOptions::toDuration,
-          ConnectionPoolBuilder::validationSkipWindow));
+          ConnectionPoolBuilder::validationSkipWindow),
+      option("sessionReset", PoolOptions::toSessionReset, ConnectionPoolBuilder::sessionReset));
 
   private static final Set<String> NAMES = names(TABLE);
 
@@ -323,6 +325,24 @@ public final class PoolOptions {
           + " (in any case)");
     }
     throw wrongType(option, value, "a ValidationDepth or a String");
+  }
+
+  static SessionReset toSessionReset(String option, Object value) {
+    if (value instanceof SessionReset) {
+      return (SessionReset) value;
+    }
+    if (value instanceof CharSequence) {
+      String text = value.toString().strip();
+      for (SessionReset mode : SessionReset.values()) {
+        if (mode.name().equalsIgnoreCase(text)) {
+          return mode;
+        }
+      }
+      throw new IllegalArgumentException(option + " (" + quote(value) + ") must be one of "
+          + Arrays.stream(SessionReset.values()).map(Enum::name).collect(Collectors.joining(", "))
+          + " (in any case)");
+    }
+    throw wrongType(option, value, "a SessionReset or a String");
   }
 
   /**

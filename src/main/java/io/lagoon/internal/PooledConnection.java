@@ -12,6 +12,7 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.time.Duration;
 import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
 import reactor.core.CoreSubscriber;
 import reactor.core.publisher.Flux;
@@ -23,12 +24,19 @@ import reactor.core.publisher.Mono;
  * <p>The handle is valid while its entry's stamp equals the stamp of its lend. {@link #close()}
  * returns the connection with one CAS on that stamp; a second close is a no-op. Afterwards every
  * method fails with an {@link IllegalStateException} (publishers signal it), {@code validate}
- * emits {@code false}, and nothing reaches the physical connection. Statements and batches made
- * from the handle check the same before they execute.
+ * emits {@code false}, and nothing reaches the physical connection.
  *
- * <p>The handle also notes what the borrower changed ({@code dirty} bits), so the reset on
- * release touches only that, and passes every error raised through the connection to the pool,
- * which marks the connection broken when the error means it is gone.
+ * <p>Every publisher is lazy and decides when it is subscribed, not when the method was called:
+ * a publisher obtained before {@code close()} and subscribed after it signals the error and
+ * touches nothing, whoever holds the physical connection by then. Statements and batches made
+ * from the handle behave the same.
+ *
+ * <p>The handle notes what the borrower changed ({@code dirty} bits), at the moment the change is
+ * subscribed, so the reset on release touches only that; and passes every error raised through
+ * the connection to the pool, which marks the connection broken when the error means it is gone.
+ *
+ * <p>Arguments are checked as the R2DBC SPI requires: {@code null} is an {@link
+ * IllegalArgumentException}, thrown by the method itself.
  *
  * <p>Thread-safe as far as the driver's connection is; the pool adds no locking.
  */
@@ -39,6 +47,14 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
   static final int ISOLATION = 4;
   static final int STATEMENT_TIMEOUT = 8;
   static final int LOCK_WAIT_TIMEOUT = 16;
+  /** SQL ran that may have changed session state (SET, LISTEN, temp tables, locks...). */
+  static final int SESSION = 32;
+  /**
+   * The borrower reached the physical connection through unwrap(): transaction, auto-commit and
+   * isolation are compared with the initial state anyway; the session is reset where the driver
+   * has a reset statement.
+   */
+  static final int UNWRAPPED = 64;
 
   private static final VarHandle DIRTY;
 
@@ -99,84 +115,92 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
     return new WatchedResult(this, result);
   }
 
-  private <T> Publisher<T> call(String method, Function<Connection, Publisher<T>> op) {
-    Connection c;
-    try {
-      c = live(method);
-    } catch (IllegalStateException e) {
-      return Mono.error(e);
+  /**
+   * A lazy publisher: when subscribed, checks that the handle is still live, notes {@code bits}
+   * as dirty, then runs {@code op} on the physical connection and watches its errors.
+   */
+  <T> Flux<T> call(String method, int bits, Function<Connection, Publisher<T>> op) {
+    return Flux.defer(() -> {
+      Connection c = live(method);
+      markDirty(bits);
+      return watch(op.apply(c));
+    });
+  }
+
+  static <T> T requireArg(@Nullable T value, String name) {
+    if (value == null) {
+      throw new IllegalArgumentException(name + " must not be null");
     }
-    return watch(op.apply(c));
+    return value;
   }
 
   @Override
   public Publisher<Void> beginTransaction() {
-    markDirty(TX);
-    return call("beginTransaction", Connection::beginTransaction);
+    return call("beginTransaction", TX, Connection::beginTransaction);
   }
 
   @Override
   public Publisher<Void> beginTransaction(TransactionDefinition definition) {
-    markDirty(TX);
-    return call("beginTransaction", c -> c.beginTransaction(definition));
+    requireArg(definition, "definition");
+    return call("beginTransaction", TX, c -> c.beginTransaction(definition));
   }
 
   @Override
   public Publisher<Void> commitTransaction() {
     // Only a commit that succeeded ends the transaction: a failed one leaves TX set, so the reset
     // rolls back before anyone else sees the connection.
-    return Flux.from(call("commitTransaction", Connection::commitTransaction))
+    return call("commitTransaction", 0, Connection::commitTransaction)
         .doOnComplete(this::clearTransaction);
   }
 
   @Override
   public Publisher<Void> rollbackTransaction() {
-    return Flux.from(call("rollbackTransaction", Connection::rollbackTransaction))
+    return call("rollbackTransaction", 0, Connection::rollbackTransaction)
         .doOnComplete(this::clearTransaction);
   }
 
   @Override
   public Publisher<Void> createSavepoint(String name) {
-    return call("createSavepoint", c -> c.createSavepoint(name));
+    requireArg(name, "name");
+    // Creating a savepoint outside a transaction starts one (SPI 1.0).
+    return call("createSavepoint", TX, c -> c.createSavepoint(name));
   }
 
   @Override
   public Publisher<Void> releaseSavepoint(String name) {
-    return call("releaseSavepoint", c -> c.releaseSavepoint(name));
+    requireArg(name, "name");
+    return call("releaseSavepoint", 0, c -> c.releaseSavepoint(name));
   }
 
   @Override
   public Publisher<Void> rollbackTransactionToSavepoint(String name) {
-    return call("rollbackTransactionToSavepoint", c -> c.rollbackTransactionToSavepoint(name));
+    requireArg(name, "name");
+    return call("rollbackTransactionToSavepoint", 0, c -> c.rollbackTransactionToSavepoint(name));
   }
 
   @Override
   public Publisher<Void> setAutoCommit(boolean autoCommit) {
-    markDirty(autoCommit ? AUTO_COMMIT : AUTO_COMMIT | TX);
-    return call("setAutoCommit", c -> c.setAutoCommit(autoCommit));
+    return call("setAutoCommit", autoCommit ? AUTO_COMMIT : AUTO_COMMIT | TX,
+        c -> c.setAutoCommit(autoCommit));
   }
 
   @Override
   public Publisher<Void> setTransactionIsolationLevel(IsolationLevel level) {
-    return call("setTransactionIsolationLevel", c -> {
-      if (entry.initialIsolation == null) {
-        entry.initialIsolation = c.getTransactionIsolationLevel();
-      }
-      markDirty(ISOLATION);
-      return c.setTransactionIsolationLevel(level);
-    });
+    requireArg(level, "isolationLevel");
+    return call("setTransactionIsolationLevel", ISOLATION,
+        c -> c.setTransactionIsolationLevel(level));
   }
 
   @Override
   public Publisher<Void> setLockWaitTimeout(Duration timeout) {
-    markDirty(LOCK_WAIT_TIMEOUT);
-    return call("setLockWaitTimeout", c -> c.setLockWaitTimeout(timeout));
+    requireArg(timeout, "timeout");
+    return call("setLockWaitTimeout", LOCK_WAIT_TIMEOUT, c -> c.setLockWaitTimeout(timeout));
   }
 
   @Override
   public Publisher<Void> setStatementTimeout(Duration timeout) {
-    markDirty(STATEMENT_TIMEOUT);
-    return call("setStatementTimeout", c -> c.setStatementTimeout(timeout));
+    requireArg(timeout, "timeout");
+    return call("setStatementTimeout", STATEMENT_TIMEOUT, c -> c.setStatementTimeout(timeout));
   }
 
   @Override
@@ -196,37 +220,21 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
 
   @Override
   public Statement createStatement(String sql) {
-    if (GuardedStatement.mayStartTransaction(sql)) {
-      markDirty(TX);
-    }
-    return new GuardedStatement(this, live("createStatement").createStatement(sql));
+    requireArg(sql, "sql");
+    return new GuardedStatement(this, live("createStatement").createStatement(sql),
+        SqlEffects.of(sql));
   }
 
   @Override
   public Batch createBatch() {
-    Batch batch = live("createBatch").createBatch();
-    return new Batch() {
-      @Override
-      public Batch add(String sql) {
-        live("createBatch().add");
-        batch.add(sql);
-        return this;
-      }
-
-      @Override
-      public Publisher<? extends io.r2dbc.spi.Result> execute() {
-        markDirty(TX); // a batch may contain BEGIN; the reset asks the driver before rolling back
-        return call("createBatch().execute", c -> Flux.from(batch.execute()));
-      }
-    };
+    return new GuardedBatch(this, live("createBatch").createBatch());
   }
 
   @Override
   public Publisher<Boolean> validate(ValidationDepth depth) {
-    if (!isLive()) {
-      return Mono.just(false);
-    }
-    return entry.connection().validate(depth);
+    requireArg(depth, "depth");
+    return Mono.defer(() -> isLive() ? Mono.from(entry.connection().validate(depth))
+        : Mono.just(false));
   }
 
   /**
@@ -238,10 +246,16 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
     return new Release();
   }
 
-  /** The physical connection. Anything done to it bypasses the pool: use with care. */
+  /**
+   * The physical connection. Anything done to it bypasses the handle's bookkeeping, so on release
+   * the pool compares transaction, auto-commit and isolation level with the connection's initial
+   * state and, on PostgreSQL, resets the session.
+   */
   @Override
   public Connection unwrap() {
-    return live("unwrap");
+    Connection c = live("unwrap");
+    markDirty(UNWRAPPED);
+    return c;
   }
 
   @Override

@@ -61,11 +61,17 @@ final class PooledEntry {
   /** The stamp the owner installed when it took the entry from IDLE (the owner's own record). */
   long takenStamp;
 
-  /** Session state when the connection was opened, restored on release if a borrower changed it. */
+  /**
+   * Session state when the connection was opened (after postAllocate), restored on release. Set
+   * by the creator before the entry is published.
+   */
   boolean initialAutoCommit = true;
 
-  /** Isolation level before a borrower first changed it; null until then. */
-  volatile @Nullable IsolationLevel initialIsolation;
+  /** The isolation level the driver reported when the connection was opened. */
+  @Nullable IsolationLevel initialIsolation;
+
+  /** The statement that resets the session to its state when opened; null if the driver has none. */
+  @Nullable String sessionResetSql;
 
   /** An error raised through the connection showed that it is gone: close it, never lend it. */
   volatile boolean broken;
