@@ -11,6 +11,7 @@ import java.util.stream.Collectors;
 import java.util.stream.LongStream;
 import org.junit.jupiter.api.Test;
 import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
 
 /**
  * Lagoon over the MariaDB R2DBC driver, found through an {@code r2dbc:lagoon:mariadb://} URL. Needs
@@ -64,5 +65,82 @@ class MariadbPoolTest {
     PoolStats closed = pool.stats();
     assertThat(closed.allocated()).as("allocated after close in %s", closed).isZero();
     assertThat(closed.closed()).as("closed in %s", closed).isEqualTo(closed.created());
+  }
+
+  private static <V> V one(io.r2dbc.spi.Connection c, String sql, Class<V> type) {
+    return Flux.from(c.createStatement(sql).execute())
+        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).blockLast(Duration.ofSeconds(10));
+  }
+
+  private static void exec(io.r2dbc.spi.Connection c, String sql) {
+    Flux.from(c.createStatement(sql).execute()).flatMap(io.r2dbc.spi.Result::getRowsUpdated)
+        .blockLast(Duration.ofSeconds(10));
+  }
+
+  @Test
+  void autoCommitSwitchedOffBySqlOrBehindTheHandleIsSwitchedBackAndNoWriteIsLost() {
+    String table = "lagoon_ac_" + java.util.UUID.randomUUID().toString().substring(0, 8);
+    String url = MariadbSupport.lagoonUrl();
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(
+        url + (url.contains("?") ? "&" : "?") + "maxSize=1&initialSize=1");
+    io.r2dbc.spi.Connection setup = pool.create().block(Duration.ofSeconds(10));
+    exec(setup, "CREATE TABLE " + table + " (v int) ENGINE=InnoDB");
+    Mono.from(setup.close()).block();
+    try {
+      for (String how : List.of("SET autocommit=0", "unwrap().setAutoCommit(false)")) {
+        io.r2dbc.spi.Connection first = pool.create().block(Duration.ofSeconds(10));
+        if (how.startsWith("SET")) {
+          exec(first, how);
+        } else {
+          Mono.from(((io.r2dbc.spi.Connection) ((io.r2dbc.spi.Wrapped<?>) first).unwrap())
+              .setAutoCommit(false)).block();
+        }
+        assertThat(first.isAutoCommit()).as(how).isFalse();
+        Mono.from(first.close()).block();
+
+        io.r2dbc.spi.Connection next = pool.create().block(Duration.ofSeconds(10));
+        assertThat(next.isAutoCommit()).as(how).isTrue();
+        exec(next, "INSERT INTO " + table + " VALUES (1)");
+        Mono.from(next.close()).block();
+      }
+      io.r2dbc.spi.Connection check = pool.create().block(Duration.ofSeconds(10));
+      assertThat(one(check, "SELECT count(*) FROM " + table, Long.class))
+          .as("every borrower's write kept").isEqualTo(2);
+      exec(check, "DROP TABLE " + table);
+      Mono.from(check.close()).block();
+    } finally {
+      pool.close().block(Duration.ofSeconds(30));
+    }
+  }
+
+  @Test
+  void aSessionChangedBySqlIsReplacedOnADriverWithoutAResetStatement() {
+    String url = MariadbSupport.lagoonUrl();
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(
+        url + (url.contains("?") ? "&" : "?") + "maxSize=1&initialSize=1");
+    try {
+      io.r2dbc.spi.Connection first = pool.create().block(Duration.ofSeconds(10));
+      Long id = one(first, "SELECT CONNECTION_ID()", Long.class);
+      exec(first, "SET @lagoon_secret = 'borrower one'");
+      exec(first, "SET SESSION sql_mode = 'ANSI'");
+      Mono.from(first.close()).block();
+
+      io.r2dbc.spi.Connection next = pool.create().block(Duration.ofSeconds(10));
+      assertThat(one(next, "SELECT CONNECTION_ID()", Long.class)).isNotEqualTo(id);
+      assertThat(one(next, "SELECT @lagoon_secret IS NULL", Long.class))
+          .as("the user variable is gone").isEqualTo(1L);
+      Mono.from(next.close()).block();
+
+      io.r2dbc.spi.Connection plain = pool.create().block(Duration.ofSeconds(10));
+      Long kept = one(plain, "SELECT CONNECTION_ID()", Long.class);
+      exec(plain, "SELECT 1");
+      Mono.from(plain.close()).block();
+      io.r2dbc.spi.Connection again = pool.create().block(Duration.ofSeconds(10));
+      assertThat(one(again, "SELECT CONNECTION_ID()", Long.class))
+          .as("plain queries cost no replacement").isEqualTo(kept);
+      Mono.from(again.close()).block();
+    } finally {
+      pool.close().block(Duration.ofSeconds(30));
+    }
   }
 }

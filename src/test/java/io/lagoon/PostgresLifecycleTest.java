@@ -10,6 +10,7 @@ import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.IsolationLevel;
 import io.r2dbc.spi.Option;
 import io.r2dbc.spi.Result;
+import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
 import java.util.List;
 import java.util.UUID;
@@ -41,10 +42,39 @@ class PostgresLifecycleTest {
     Mono.from(monitor.close()).block(Duration.ofSeconds(10));
   }
 
+  /** Every physical connection the driver opened for the pool, to watch what the driver knows. */
+  private final List<Connection> opened = new java.util.concurrent.CopyOnWriteArrayList<>();
+
   private ConnectionFactory driver() {
     ConnectionFactoryOptions options = ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl())
         .mutate().option(Option.valueOf("applicationName"), app).build();
-    return ConnectionFactories.get(options);
+    ConnectionFactory real = ConnectionFactories.get(options);
+    return new ConnectionFactory() {
+      @Override
+      public org.reactivestreams.Publisher<? extends Connection> create() {
+        return Mono.from(real.create()).doOnNext(opened::add);
+      }
+
+      @Override
+      public io.r2dbc.spi.ConnectionFactoryMetadata getMetadata() {
+        return real.getMetadata();
+      }
+    };
+  }
+
+  /**
+   * Waits until the driver itself reports every connection it opened as closed: the server's
+   * termination reaches the client a moment after the backend is gone, and the pool's promise is
+   * about connections the driver already knows are closed.
+   */
+  private void awaitDriverSeesAllClosed() {
+    Flux.fromIterable(opened)
+        .concatMap(c -> Mono.from(c.validate(ValidationDepth.LOCAL)))
+        .all(open -> !open)
+        .filter(allClosed -> allClosed)
+        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(10)).take(1000))
+        .switchIfEmpty(Mono.error(new AssertionError("the driver never noticed the kills")))
+        .block(Duration.ofSeconds(20));
   }
 
   private static <T> Mono<T> one(Connection c, String sql, Class<T> type) {
@@ -90,15 +120,15 @@ class PostgresLifecycleTest {
 
   @Test
   void afterEveryIdleConnectionIsTerminatedTheNextHundredAcquiresSucceed() {
-    // The connections were used a moment ago (warmup), so the default 500 ms skip window would
-    // lend them unchecked; in production they would have sat idle longer. A zero window makes the
-    // pool validate before every lend, as it does for any connection idle beyond the window.
+    // The connections were used a moment ago (warmup), well within the 500 ms skip window: only
+    // the local check, which runs on every borrow, stands between a borrower and a dead backend.
     pool = ConnectionPool.builder(driver()).maxSize(5).initialSize(5)
-        .validationSkipWindow(Duration.ZERO).poolName("pg-terminate-idle").build();
+        .validationSkipWindow(Duration.ofHours(1)).poolName("pg-terminate-idle").build();
     assertThat(pool.warmup().block(Duration.ofSeconds(10))).isNotNull();
     awaitBackends(p -> p.size() == 5, "5 backends are up");
     terminate(backendPids("idle"));
     awaitBackends(List::isEmpty, "the terminated backends are gone");
+    awaitDriverSeesAllClosed();
 
     Long ok = Flux.range(0, 100).concatMap(i -> selectOne()).count().block(Duration.ofSeconds(30));
     assertThat(ok).isEqualTo(100);
@@ -144,6 +174,7 @@ class PostgresLifecycleTest {
     pool.warmup().block(Duration.ofSeconds(10));
     awaitBackends(p -> p.size() == 3, "3 backends are up");
     awaitBackends(List::isEmpty, "the server ended the idle sessions"); // after ~1 s
+    awaitDriverSeesAllClosed();
 
     Long ok = Flux.range(0, 50).flatMap(i -> selectOne(), 3).count().block(Duration.ofSeconds(30));
     assertThat(ok).isEqualTo(50);

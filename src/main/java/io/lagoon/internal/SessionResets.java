@@ -13,7 +13,8 @@ import reactor.core.publisher.Mono;
  * own cache of named prepared statements and would fail on a statement the server forgot. So it
  * closes cursors, returns to the session's own role, resets every setting to its value at
  * connection start ({@code RESET ALL}), stops listening, releases session advisory locks, drops
- * cached plans, temporary tables and sequence state; then re-applies the settings the session made
+ * cached plans, temporary tables and sequence state, deallocates the statements prepared with SQL
+ * {@code PREPARE} (never the driver's, which are prepared through the protocol); then re-applies the settings the session made
  * before it was first lent (the driver's {@code statementTimeout} and {@code lockWaitTimeout}
  * options, {@code postAllocate}), read from {@code pg_settings} when the connection opened. It
  * runs as one simple-query round trip.
@@ -22,7 +23,9 @@ final class SessionResets {
 
   static final String POSTGRES_RESET = "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL;"
       + " UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD PLANS; DISCARD TEMP;"
-      + " DISCARD SEQUENCES";
+      + " DISCARD SEQUENCES; DO $lagoon$DECLARE s record; BEGIN FOR s IN SELECT name FROM"
+      + " pg_prepared_statements WHERE from_sql LOOP EXECUTE format('DEALLOCATE %I', s.name);"
+      + " END LOOP; END$lagoon$";
 
   private SessionResets() {}
 
