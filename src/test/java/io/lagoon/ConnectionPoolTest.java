@@ -699,6 +699,39 @@ class ConnectionPoolTest extends PoolFixture {
   }
 
   @Test
+  void closeWhileAnAcquireIsInValidationCompletesAndClosesThatConnection() {
+    // validate() answers only when the test says so: the acquire sits in validation
+    reactor.core.publisher.Sinks.One<Boolean> answer = reactor.core.publisher.Sinks.one();
+    List<FakeConnection> physical = new ArrayList<>();
+    io.r2dbc.spi.ConnectionFactory slowValidation = new io.r2dbc.spi.ConnectionFactory() {
+      @Override
+      public org.reactivestreams.Publisher<? extends Connection> create() {
+        return driver.create().doOnNext(physical::add).map(c -> (Connection)
+            java.lang.reflect.Proxy.newProxyInstance(Connection.class.getClassLoader(),
+                new Class<?>[] {Connection.class}, (proxy, method, args) ->
+                    method.getName().equals("validate") && args[0] == ValidationDepth.REMOTE
+                        ? answer.asMono() : method.invoke(c, args)));
+      }
+
+      @Override
+      public io.r2dbc.spi.ConnectionFactoryMetadata getMetadata() {
+        return driver.getMetadata();
+      }
+    };
+    ConnectionPool pool = ConnectionPool.builder(slowValidation).maxSize(1).initialSize(1)
+        .validationDepth(ValidationDepth.REMOTE).scheduler(time).poolName("test").build();
+    time.advanceTimeBy(Duration.ofSeconds(1)); // past the skip window: the next borrow validates
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.got()).isFalse();
+    java.util.concurrent.CompletableFuture<Void> closed = pool.close().toFuture();
+    answer.tryEmitValue(true); // validation succeeds after the pool closed
+    assertThat(closed).as("close() completed").isDone();
+    assertThat(b.error()).isInstanceOf(PoolClosedException.class);
+    assertThat(physical.get(0).isClosed()).isTrue();
+    assertThat(pool.stats().allocated()).isZero();
+  }
+
+  @Test
   void closeGracefullyLetsLentConnectionsFinishThenClosesThem() {
     ConnectionPool pool = pool(b -> b.maxSize(2));
     Borrower returning = Borrower.borrow(pool.create());
