@@ -67,7 +67,7 @@ public final class ConnectionPoolBuilder {
   private Duration maxLifeTime = DEFAULT_MAX_LIFE_TIME;
   private Duration keepaliveInterval = DEFAULT_KEEPALIVE_INTERVAL;
   private Duration backgroundEvictionInterval = DEFAULT_BACKGROUND_EVICTION_INTERVAL;
-  private int acquireRetry = Integer.MAX_VALUE;
+  private int acquireRetry = 0;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
   private boolean registerJmx;
@@ -246,9 +246,13 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
-   * How many failed connects a waiting subscriber tolerates before it fails with the connect error
-   * instead of waiting for its deadline. The retries keep the subscriber's place in the queue and
-   * never extend {@code maxAcquireTime}. Default unlimited (wait for the deadline); at least 0.
+   * How many failed connects a subscriber tolerates while the pool is down (no connection open and
+   * the last connect failed) before it fails with {@link io.lagoon.PoolUnavailableException}, whose
+   * cause is the connect error. Default 0: while the pool is down, acquires fail at once instead of
+   * waiting for {@code maxAcquireTime}. A higher value lets subscribers wait through that many
+   * failed connects (a short failover, say), keeping their place in the queue; it never extends
+   * their deadline. {@code Integer.MAX_VALUE}: wait for the deadline. While some connection is
+   * open, waiters wait for it and this setting does not apply. At least 0.
    */
   public ConnectionPoolBuilder acquireRetry(int acquireRetry) {
     this.acquireRetry = atLeast("acquireRetry", acquireRetry, 0);

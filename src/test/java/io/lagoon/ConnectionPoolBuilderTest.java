@@ -85,7 +85,7 @@ class ConnectionPoolBuilderTest {
     assertThat(c.maxLifeTime()).isEqualTo(Duration.ofMinutes(30));
     assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofMinutes(2));
     assertThat(c.backgroundEvictionInterval()).isEqualTo(Duration.ofSeconds(30));
-    assertThat(c.acquireRetry()).isEqualTo(Integer.MAX_VALUE);
+    assertThat(c.acquireRetry()).isZero();
     assertThat(ConnectionPool.builder(factory).keepaliveInterval(Duration.ZERO).config()
         .keepaliveInterval()).isZero();
   }

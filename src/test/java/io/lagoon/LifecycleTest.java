@@ -494,16 +494,67 @@ class LifecycleTest extends PoolFixture {
   @Test
   void connectsBackOffExponentiallyAndThePoolRecoversByItselfWhenTheDatabaseIsBack() {
     driver.failConnects(true);
-    ConnectionPool pool = pool(b -> b.maxSize(2).maxAcquireTime(Duration.ofSeconds(30)));
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxAcquireTime(Duration.ofSeconds(30))
+        .acquireRetry(Integer.MAX_VALUE));
     Borrower waiter = Borrower.borrow(pool.create());
     time.advanceTimeBy(Duration.ofSeconds(20));
     int attempts = driver.connectAttempts();
-    // 10 ms doubling to 5 s, with equal jitter: 9 to 14 attempts in 20 s, not thousands
-    assertThat(attempts).isBetween(8, 16);
+    // 10 ms doubling to 500 ms with equal jitter: 6 attempts in the first 0.6 s, then one every
+    // 250 to 500 ms: 45 to 86 attempts in 20 s, not thousands
+    assertThat(attempts).isBetween(45, 86);
     driver.failConnects(false);
-    time.advanceTimeBy(Duration.ofSeconds(5));
-    assertThat(waiter.got()).isTrue();
+    time.advanceTimeBy(Duration.ofMillis(500));
+    assertThat(waiter.got()).as("served within one back-off step of the return").isTrue();
     assertThat(driver.connectAttempts() - attempts).isEqualTo(1);
+  }
+
+  @Test
+  void whileTheDatabaseIsDownAcquiresFailAtOnceAndOneProbeConnectsInTheBackground() {
+    driver.failConnects(true);
+    ConnectionPool pool = pool(b -> b.maxSize(4).maxAcquireTime(Duration.ofSeconds(30)));
+    Borrower first = Borrower.borrow(pool.create()); // its connect fails at once (virtual time)
+    assertThat(first.error()).as("failed with the first connect failure, not at its deadline")
+        .isInstanceOf(PoolUnavailableException.class)
+        .hasMessageContaining("no connection, and the last attempt to open one failed")
+        .hasCauseInstanceOf(R2dbcNonTransientResourceException.class);
+    assertThat(first.error().getCause()).hasMessageContaining("connection refused");
+    int attempts = driver.connectAttempts();
+    assertThat(attempts).isEqualTo(1);
+    for (int i = 0; i < 100; i++) {
+      Borrower later = Borrower.borrow(pool.create());
+      assertThat(later.error()).isInstanceOf(PoolUnavailableException.class);
+    }
+    assertThat(driver.connectAttempts()).as("failing acquires start no connects").isEqualTo(1);
+    assertThat(pool.stats().pending()).isZero();
+
+    time.advanceTimeBy(Duration.ofSeconds(6));
+    // the probe: one connect at a time, backing off to one per 250-500 ms: no storm
+    assertThat(driver.connectAttempts()).isBetween(12, 30);
+
+    driver.failConnects(false);
+    time.advanceTimeBy(Duration.ofMillis(500));
+    assertThat(pool.stats().idle()).as("the probe's connection waits, idle").isEqualTo(1);
+    Borrower back = Borrower.borrow(pool.create());
+    assertThat(back.got()).isTrue();
+    back.release();
+    int settled = driver.connectAttempts();
+    time.advanceTimeBy(Duration.ofMinutes(1));
+    assertThat(driver.connectAttempts()).as("no probing once a connection is open")
+        .isEqualTo(settled);
+  }
+
+  @Test
+  void aPoolWithAConnectionLentWaitsForItInsteadOfFailingFast() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxAcquireTime(Duration.ofSeconds(5)));
+    Borrower holder = Borrower.borrow(pool.create());
+    driver.failConnects(true);
+    Borrower waiter = Borrower.borrow(pool.create()); // the connect for it fails
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(driver.connectAttempts()).isGreaterThan(1);
+    assertThat(waiter.error()).as("a connection is open: the waiter waits for it").isNull();
+    holder.release();
+    assertThat(waiter.got()).isTrue();
+    waiter.release();
   }
 
   @Test
@@ -513,15 +564,16 @@ class LifecycleTest extends PoolFixture {
         .maxAcquireTime(Duration.ofSeconds(30)));
     Borrower waiter = Borrower.borrow(pool.create());
     time.advanceTimeBy(Duration.ofMillis(200));
-    assertThat(waiter.error()).isInstanceOf(R2dbcNonTransientResourceException.class)
-        .hasMessageContaining("connection refused");
-    assertThat(driver.connectAttempts()).isEqualTo(3);
+    assertThat(waiter.error()).isInstanceOf(PoolUnavailableException.class)
+        .hasMessageContaining("3 failed in a row")
+        .hasCauseInstanceOf(R2dbcNonTransientResourceException.class);
+    assertThat(waiter.error().getCause()).hasMessageContaining("connection refused");
   }
 
   @Test
   void aFailingPostAllocateClosesTheConnectionAndCountsAsAFailedConnect() {
     java.util.concurrent.atomic.AtomicInteger calls = new java.util.concurrent.atomic.AtomicInteger();
-    ConnectionPool pool = pool(b -> b.maxSize(1).postAllocate(c -> calls.incrementAndGet() == 1
+    ConnectionPool pool = pool(b -> b.maxSize(1).acquireRetry(1).postAllocate(c -> calls.incrementAndGet() == 1
         ? Mono.error(new IllegalStateException("SET failed")) : Mono.empty()));
     Borrower waiter = Borrower.borrow(pool.create());
     assertThat(driver.connections().get(0).isClosed()).isTrue();
@@ -656,7 +708,7 @@ class LifecycleTest extends PoolFixture {
   @Test
   void aTimedOutConnectLetsTheNextAttemptUseAnotherSlotAtOnce() {
     driver.hangConnects(true);
-    ConnectionPool pool = pool(b -> b.maxSize(3).maxConcurrentCreates(1)
+    ConnectionPool pool = pool(b -> b.maxSize(3).maxConcurrentCreates(1).acquireRetry(1)
         .maxCreateConnectionTime(Duration.ofSeconds(1)).maxCloseTime(Duration.ofSeconds(10)));
     Borrower waiter = Borrower.borrow(pool.create());
     driver.hangConnects(false); // only the first attempt hangs

@@ -23,15 +23,21 @@ import reactor.util.context.Context;
 
 /**
  * Opens physical connections: for waiters that no connect in flight covers, for fills (the
- * initial fill, {@code warmup()}, soft eviction) and to keep {@code minIdle} idle connections. At most {@code maxConcurrentCreates} connects run at once,
- * each in a reserved slot and bounded by {@code maxCreateConnectionTime}. After a failure, demand
- * connects back off exponentially with jitter (10 ms doubling up to 5 s), so a database that is
- * down is not hammered; the first success resets the back-off.
+ * initial fill, {@code warmup()}, soft eviction) and to keep {@code minIdle} idle connections. At
+ * most {@code maxConcurrentCreates} connects run at once, each in a reserved slot and bounded by
+ * {@code maxCreateConnectionTime}. After a failure, connects back off exponentially with jitter
+ * (10 ms doubling up to 500 ms), so a database that is down is not hammered; the first success
+ * resets the back-off.
+ *
+ * <p>The pool is <em>down</em> while the last connect failed and no connection is open. Then
+ * acquires fail at once (see {@link PoolCore#acquire}) instead of queueing, and one probe connect
+ * at a time, on the back-off schedule, looks for the database whether or not anyone waits; its
+ * connection, once open, ends the down state and serves the next acquire.
  */
 final class Creator {
 
   private static final long BACKOFF_MIN_NANOS = TimeUnit.MILLISECONDS.toNanos(10);
-  private static final long BACKOFF_MAX_NANOS = TimeUnit.SECONDS.toNanos(5);
+  private static final long BACKOFF_MAX_NANOS = TimeUnit.MILLISECONDS.toNanos(500);
 
   private final PoolCore core;
   private final Lifecycle lifecycle;
@@ -60,6 +66,24 @@ final class Creator {
     return failures.get();
   }
 
+  /** Connect failures since the last success (0: the last connect succeeded, or none ran yet). */
+  int failureStreak() {
+    return failureStreak.get();
+  }
+
+  /** The last connect error, or null. */
+  @Nullable Throwable lastError() {
+    return lastError;
+  }
+
+  long lastErrorNanos() {
+    return lastErrorNanos;
+  }
+
+  long retryAtNanos() {
+    return retryAtNanos;
+  }
+
   /** The last connect error if it happened at or after {@code sinceNanos}. */
   @Nullable Throwable failureSince(long sinceNanos) {
     Throwable e = lastError;
@@ -80,8 +104,9 @@ final class Creator {
       if (core.pendingCount() <= c) {
         fill = nextFill();
         if (fill == null
-            && core.idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()) {
-          return;
+            && core.idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()
+            && !(c == 0 && failureStreak.get() > 0 && !core.hasOpenConnection())) {
+          return; // no demand, no fill, minIdle met, and not down (down: one probe connect)
         }
       }
       if (fill == null && inBackoff()) {
@@ -198,7 +223,9 @@ final class Creator {
       fill.abort(); // the database refuses: a fill reports what it opened instead of insisting
     }
     creating.decrementAndGet();
-    core.failWaitersAfterRetries(failureCount, error);
+    if (!core.hasOpenConnection()) {
+      core.failWaitersAfterRetries(failureCount); // down: nothing open to wait for
+    }
     if (freeSlot) {
       core.freeSlot(e);
     }

@@ -4,6 +4,7 @@ import io.lagoon.PoolAcquireTimeoutException;
 import io.lagoon.PoolClosedException;
 import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
+import io.lagoon.PoolUnavailableException;
 import io.r2dbc.spi.Connection;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -167,7 +168,39 @@ public final class PoolCore {
         return;
       }
     }
+    if (config.acquireRetry() == 0 && isDown()) {
+      a.fail(unavailableError()); // nothing open to wait for, and connects fail: fail fast
+      return;
+    }
     enqueue(a);
+  }
+
+  /**
+   * Down: the last connect failed and no connection is open, so a waiter could only wait for the
+   * back-off and the next connect. One volatile read while connects succeed.
+   */
+  boolean isDown() {
+    return creator.failureStreak() > 0 && !hasOpenConnection();
+  }
+
+  /** Whether some connection is open: idle, lent, or held by the pool (validating, resetting). */
+  boolean hasOpenConnection() {
+    for (int i = 0, n = slots.length(); i < n; i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null && e.connection != null && e.state() != PooledEntry.CLOSING) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  private PoolUnavailableException unavailableError() {
+    long now = now();
+    Throwable cause = creator.lastError();
+    return new PoolUnavailableException(name, creator.failureStreak(),
+        Duration.ofNanos(Math.max(0, now - creator.lastErrorNanos())),
+        Duration.ofNanos(Math.max(0, creator.retryAtNanos() - now)), stats(),
+        cause != null ? cause : new IllegalStateException("no connect error recorded"));
   }
 
   /** Validates the entry first if it must, then delivers it. */
@@ -214,7 +247,8 @@ public final class PoolCore {
         return;
       }
     } while (!pending.compareAndSet(p, p + 1));
-    a.failuresAtStart = creator.failures();
+    // Joining a pool that is down counts as having seen its last connect failure.
+    a.failuresAtStart = creator.failures() - (isDown() ? 1 : 0);
     if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
       pending.decrementAndGet(); // cancelled before it could wait
       return;
@@ -231,6 +265,13 @@ public final class PoolCore {
     if (closing) {
       failWaiters();
       return;
+    }
+    if (isDown()) {
+      // A connect may have failed as this waiter joined, and its scan missed the waiter.
+      failWaitersAfterRetries(creator.failures());
+      if (waiters.isEmpty()) {
+        return;
+      }
     }
     handIdleToWaiters();
     creator.createIfNeeded();
@@ -482,18 +523,25 @@ public final class PoolCore {
     });
   }
 
-  /** Fails the oldest waiters that saw more than acquireRetry failed connects. */
-  void failWaitersAfterRetries(long failures, Throwable error) {
+  /**
+   * While the pool is down, fails the oldest waiters that saw more than acquireRetry connect
+   * failures (a waiter that joined while the pool was down counts that failure too).
+   */
+  void failWaitersAfterRetries(long failures) {
     int retries = config.acquireRetry();
     if (retries == Integer.MAX_VALUE) {
       return;
     }
+    PoolUnavailableException error = null;
     for (Acquire w : waiters) {
       if (w.state() != Acquire.WAITING) {
         continue;
       }
       if (failures - w.failuresAtStart <= retries) {
         return; // later waiters started later and saw fewer failures
+      }
+      if (error == null) {
+        error = unavailableError();
       }
       w.failWaiting(error);
     }
