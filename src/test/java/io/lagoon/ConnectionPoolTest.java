@@ -767,6 +767,71 @@ class ConnectionPoolTest extends PoolFixture {
     assertThat(pool.isDisposed()).isTrue();
   }
 
+  @Test
+  void aBlockingAcquireInsideADeliveryIsServedNotQueuedBehindItself() {
+    // A synchronous driver (H2, the fake here) validates and delivers on the calling thread. A
+    // subscriber that blocks on a second acquire from inside its own delivery must get the idle
+    // connection: that delivery must not wait on this thread until the first one returns.
+    ConnectionPool pool = pool(b -> b.maxSize(2).initialSize(2));
+    time.advanceTimeBy(Duration.ofSeconds(1)); // both idle past the skip window: validated first
+    java.util.concurrent.atomic.AtomicReference<Connection> inner =
+        new java.util.concurrent.atomic.AtomicReference<>();
+    java.util.concurrent.atomic.AtomicReference<Throwable> failure =
+        new java.util.concurrent.atomic.AtomicReference<>();
+    Connection outer = pool.create().doOnNext(c -> {
+      try {
+        inner.set(pool.create().block(Duration.ofSeconds(5)));
+      } catch (RuntimeException e) {
+        failure.set(e);
+      }
+    }).block(Duration.ofSeconds(10));
+    assertThat(failure.get()).isNull();
+    assertThat(inner.get()).isNotNull();
+    assertThat(pool.stats().acquired()).isEqualTo(2);
+    Mono.from(inner.get().close()).block();
+    Mono.from(outer.close()).block();
+    assertThat(pool.stats().idle()).isEqualTo(2);
+  }
+
+  @Test
+  void aConnectionDroppedWithoutCloseIsTakenBackOnceItsHandleIsCollected() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).maxAcquireTime(Duration.ofDays(1))
+        .backgroundEvictionInterval(Duration.ofSeconds(30)));
+    // An operator that discards the connection as it arrives, as timeout() does when the
+    // connection and the timeout race: nobody will ever close it.
+    pool.create().filter(c -> false).subscribe();
+    assertThat(pool.stats().acquired()).isEqualTo(1);
+    FakeConnection dropped = driver.connections().get(0);
+    Borrower waiter = Borrower.borrow(pool.create());
+    for (int i = 0; i < 200 && !waiter.got(); i++) {
+      System.gc(); // the collector finds the handle unreachable and queues its watch
+      time.advanceTimeBy(Duration.ofSeconds(30)); // housekeeping takes the connection back
+    }
+    assertThat(waiter.got()).as("served once the abandoned connection was reclaimed").isTrue();
+    assertThat(dropped.isClosed()).as("its state is unknown: closed, not reset").isTrue();
+    assertThat(waiter.physical()).isNotSameAs(dropped);
+    waiter.release();
+    assertThat(pool.stats().acquired()).isZero();
+  }
+
+  @Test
+  void aClosedHandleThatIsCollectedLaterTakesNothingBack() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).backgroundEvictionInterval(Duration.ofSeconds(30)));
+    Borrower first = Borrower.borrow(pool.create());
+    FakeConnection physical = first.physical();
+    first.release();
+    first = null; // the closed handle becomes garbage
+    Borrower second = Borrower.borrow(pool.create()); // the same connection, lent again
+    for (int i = 0; i < 20; i++) {
+      System.gc();
+      time.advanceTimeBy(Duration.ofSeconds(30));
+    }
+    assertThat(second.physical()).isSameAs(physical);
+    assertThat(physical.isClosed()).isFalse();
+    assertThat(pool.stats().acquired()).isEqualTo(1);
+    second.release();
+  }
+
   private static Connection unwrap(Connection c) {
     @SuppressWarnings("unchecked")
     Connection physical = ((io.r2dbc.spi.Wrapped<Connection>) c).unwrap();

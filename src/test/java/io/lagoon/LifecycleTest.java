@@ -738,4 +738,33 @@ class LifecycleTest extends PoolFixture {
     assertThat(s.closed()).isEqualTo(1);
     assertThat(s.created()).isEqualTo(2);
   }
+
+  @Test
+  void closesThatHangPastMaxCloseTimeFreeAtMostMaxSizeSlotsSoSocketsStayBelowTwiceMaxSize() {
+    driver.closeLatency(Duration.ofMinutes(10)); // every close hangs far past maxCloseTime
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxCloseTime(Duration.ofSeconds(1))
+        .maxAcquireTime(Duration.ofHours(1)));
+    for (int round = 0; round < 4; round++) {
+      Borrower b = Borrower.borrow(pool.create());
+      assertThat(b.got()).as("round %d served", round).isTrue();
+      b.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+      StepVerifier.create(Flux.from(b.connection().createStatement("SELECT 1").execute()))
+          .expectError().verify();
+      b.release(); // broken: closed, and the close hangs
+      time.advanceTimeBy(Duration.ofSeconds(1));
+    }
+    // Two abandoned closes freed their slots; the next two keep theirs: the pool is full of
+    // closing connections and has four sockets, never more.
+    assertThat(driver.closing()).isEqualTo(4);
+    assertThat(driver.maxLive()).isEqualTo(4);
+    assertThat(pool.stats().allocated()).isEqualTo(2);
+    Borrower waiter = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofMinutes(5));
+    assertThat(waiter.got()).as("no slot until a hanging close ends").isFalse();
+    time.advanceTimeBy(Duration.ofMinutes(6));
+    assertThat(waiter.got()).isTrue();
+    assertThat(driver.closing()).isZero();
+    assertThat(driver.maxLive()).isEqualTo(4);
+    waiter.release();
+  }
 }

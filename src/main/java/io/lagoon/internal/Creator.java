@@ -198,7 +198,7 @@ final class Creator {
       fill.finish(true);
     }
     // Deliveries made by offer() wait until this bookkeeping is done.
-    Trampoline.run(() -> {
+    Trampoline.hold(() -> {
       core.offer(e);
       creating.decrementAndGet();
       createIfNeeded();

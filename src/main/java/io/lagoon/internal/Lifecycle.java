@@ -338,6 +338,7 @@ final class Lifecycle {
    * refill minIdle.
    */
   void housekeep() {
+    core.reclaimAbandoned();
     if (core.isClosed()) {
       return;
     }

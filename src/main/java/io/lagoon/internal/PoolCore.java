@@ -6,10 +6,14 @@ import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
 import io.lagoon.PoolUnavailableException;
 import io.r2dbc.spi.Connection;
+import java.lang.ref.PhantomReference;
+import java.lang.ref.Reference;
+import java.lang.ref.ReferenceQueue;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedDeque;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -17,10 +21,13 @@ import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
 import reactor.core.CoreSubscriber;
+import reactor.core.Disposable;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
 import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Scheduler;
+import reactor.util.Logger;
+import reactor.util.Loggers;
 
 /*
  * The pool's state machine. Everything that decides who gets which connection is in this class,
@@ -65,9 +72,10 @@ import reactor.core.scheduler.Scheduler;
  *   No locks; any method may run on any thread. No subscriber code runs between a CAS and the
  *   bookkeeping that completes it. A subscriber is called on the thread that made its connection
  *   available: its own thread on the fast path, the releasing or connecting thread otherwise, so
- *   deliveries spread over the threads that free connections. Deliveries made while the same
- *   thread is already delivering are queued on a per-thread Trampoline (bounded stack depth with
- *   synchronous drivers).
+ *   deliveries spread over the threads that free connections. A delivery made while the same
+ *   thread is already delivering runs nested, up to eight levels, then queued (Trampoline): the
+ *   stack stays bounded with synchronous drivers, and a subscriber that blocks on an acquire
+ *   inside its own delivery is still served.
  */
 
 /** The pool's state machine; see the comment at the top of this file. */
@@ -95,6 +103,10 @@ public final class PoolCore {
   private final LongAdder timeouts = new LongAdder();
   private final LongAdder rejections = new LongAdder();
   private final LongAdder closedCount = new LongAdder();
+  private final LongAdder abandonedCount = new LongAdder();
+  private final AtomicInteger abandonedCloses = new AtomicInteger();
+  private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
+  private static final Logger LOG = Loggers.getLogger(PoolCore.class);
 
   public PoolCore(PoolConfig config) {
     this.config = config;
@@ -238,6 +250,7 @@ public final class PoolCore {
   }
 
   private void enqueue(Acquire a) {
+    reclaimAbandoned(); // the pool looks busy: connections nobody can close any more come back
     int p;
     do {
       p = pending.get();
@@ -380,7 +393,49 @@ public final class PoolCore {
   /** The handle of a lend that already happened. */
   PooledConnection handle(PooledEntry e, long stamp) {
     acquires.increment();
-    return new PooledConnection(this, e, stamp);
+    PooledConnection h = new PooledConnection(this, e, stamp);
+    e.lendWatch = new LendWatch(h, abandoned, e, stamp);
+    return h;
+  }
+
+  /**
+   * A phantom reference to one lend's handle. The entry holds it while the lend lasts; once the
+   * handle is unreachable without having been closed (an operator such as {@code timeout()} dropped
+   * the connection as it arrived, or the application lost it), the garbage collector queues it and
+   * {@link #reclaimAbandoned} takes the connection back. A released entry drops its watch, so a
+   * closed handle that is collected later queues nothing.
+   */
+  private static final class LendWatch extends PhantomReference<PooledConnection> {
+    final PooledEntry entry;
+    final long stamp;
+
+    LendWatch(PooledConnection handle, ReferenceQueue<PooledConnection> queue, PooledEntry entry,
+        long stamp) {
+      super(handle, queue);
+      this.entry = entry;
+      this.stamp = stamp;
+    }
+  }
+
+  /**
+   * Takes back every connection whose handle the garbage collector found unreachable while still
+   * lent to it: nobody can close it any more. Its state is unknown (a transaction may be open), so
+   * it is closed, not reset, and its slot freed. Runs on the slow path of acquire and in
+   * housekeeping; costs one volatile read when nothing was abandoned.
+   */
+  void reclaimAbandoned() {
+    Reference<? extends PooledConnection> r;
+    while ((r = abandoned.poll()) != null) {
+      LendWatch w = (LendWatch) r;
+      PooledEntry e = w.entry;
+      if (e.cas(w.stamp, PooledEntry.withState(w.stamp, PooledEntry.OWNED))) {
+        abandonedCount.increment();
+        LOG.warn("Pool '{}': a lent connection was never closed and nothing refers to it any more"
+            + " (dropped by an operator such as timeout() as it arrived, or a missing close());"
+            + " it was closed and its slot freed [{}]", name, stats());
+        destroy(e);
+      }
+    }
   }
 
   /** An entry the fast path lent with {@code stamp} but could not deliver: taken back, offered. */
@@ -446,6 +501,7 @@ public final class PoolCore {
       Operators.complete(actual); // a second close, or the pool already took it back
       return;
     }
+    e.lendWatch = null; // closed: this handle's collection must not reclaim the next lend
     long now = now();
     boolean reset;
     try {
@@ -569,6 +625,11 @@ public final class PoolCore {
     return false;
   }
 
+  /** Connections taken back because their handle was collected without close(). */
+  long abandoned() {
+    return abandonedCount.sum();
+  }
+
   int allocated() {
     int n = 0;
     for (int i = 0; i < slots.length(); i++) {
@@ -607,18 +668,81 @@ public final class PoolCore {
       freeSlot(e);
       return Mono.empty();
     }
-    Sinks.Empty<Void> done = Sinks.empty();
-    Mono.defer(() -> Mono.from(c.close()))
-        .timeout(config.maxCloseTime(), scheduler)
-        .onErrorResume(err -> Mono.empty())
-        .doFinally(sig -> {
-          closedCount.increment();
-          freeSlot(e);
-          done.tryEmitEmpty();
-        })
-        .subscribe();
-    return done.asMono();
+    Close close = new Close(e);
+    close.start(c);
+    return close.done.asMono();
   }
+
+  /**
+   * One physical close, bounded by maxCloseTime. A close that ends in time frees its slot then. One
+   * that hangs past maxCloseTime is abandoned: its slot is freed so the pool can replace the
+   * connection, while the close goes on; at most {@code maxSize} abandoned closes may be pending
+   * at once, beyond that a hanging close keeps its slot until it really ends. So the pool never has
+   * more than {@code maxSize} connections open, opening or closing within maxCloseTime, and never
+   * more than twice that many sockets, however the driver's closes hang.
+   */
+  private final class Close implements Runnable {
+    private static final int RUNNING = 0;
+    private static final int ENDED = 1;
+    private static final int ABANDONED = 2;
+    private static final int OVER_BUDGET = 3;
+
+    final PooledEntry entry;
+    final Sinks.Empty<Void> done = Sinks.empty();
+    private final AtomicInteger state = new AtomicInteger(RUNNING);
+    private volatile @Nullable Disposable timer;
+
+    Close(PooledEntry entry) {
+      this.entry = entry;
+    }
+
+    void start(Connection c) {
+      try {
+        timer = scheduler.schedule(this, config.maxCloseTime().toNanos(), TimeUnit.NANOSECONDS);
+      } catch (java.util.concurrent.RejectedExecutionException schedulerGone) {
+        timer = null; // no bound without a scheduler: the slot waits for the close itself
+      }
+      Mono.defer(() -> Mono.from(c.close())).subscribe(null, err -> ended(), this::ended);
+    }
+
+    /** maxCloseTime passed first. */
+    @Override
+    public void run() {
+      boolean counted = abandonedCloses.incrementAndGet() <= config.maxSize();
+      if (!counted) {
+        abandonedCloses.decrementAndGet();
+      }
+      if (!state.compareAndSet(RUNNING, counted ? ABANDONED : OVER_BUDGET)) {
+        if (counted) {
+          abandonedCloses.decrementAndGet(); // it ended meanwhile
+        }
+        return;
+      }
+      if (counted) {
+        finish();
+      }
+    }
+
+    private void ended() {
+      Disposable t = timer;
+      if (t != null) {
+        t.dispose();
+      }
+      int before = state.getAndSet(ENDED);
+      if (before == ABANDONED) {
+        abandonedCloses.decrementAndGet(); // its slot was freed at maxCloseTime
+      } else if (before != ENDED) {
+        finish();
+      }
+    }
+
+    private void finish() {
+      closedCount.increment();
+      freeSlot(entry);
+      done.tryEmitEmpty();
+    }
+  }
+
 
   // ---------------------------------------------------------------- shutdown
 

@@ -55,6 +55,12 @@ final class PooledEntry {
   /** The pool's soft-eviction epoch when the connection was opened. */
   int epoch;
 
+  /**
+   * The current lend's watch on its handle (see {@link PoolCore#reclaimAbandoned}); written by the
+   * lender, cleared by the releaser before the entry leaves LENT.
+   */
+  @Nullable Object lendWatch;
+
   /** Set by the owner that took the entry from IDLE when it must be validated before a lend. */
   boolean validateBeforeLend;
 
