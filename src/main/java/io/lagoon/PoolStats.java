@@ -21,6 +21,9 @@ package io.lagoon;
  * @param created physical connections opened
  * @param closed physical connections closed
  * @param createFailures attempts to open a physical connection that failed or timed out
+ * @param unavailable acquires that failed with {@link PoolUnavailableException} (database down)
+ * @param abandoned lent connections the pool took back and closed because their handle was
+ *     garbage-collected without {@code close()}
  */
 public record PoolStats(
     String poolName,
@@ -34,13 +37,16 @@ public record PoolStats(
     long rejections,
     long created,
     long closed,
-    long createFailures) {
+    long createFailures,
+    long unavailable,
+    long abandoned) {
 
   @Override
   public String toString() {
     return "maxSize=" + maxSize + ", allocated=" + allocated + ", idle=" + idle + ", acquired="
         + acquired + ", pending=" + pending + ", acquires=" + acquires + ", timeouts=" + timeouts
         + ", rejections=" + rejections + ", created=" + created + ", closed=" + closed
-        + ", createFailures=" + createFailures;
+        + ", createFailures=" + createFailures + ", unavailable=" + unavailable + ", abandoned="
+        + abandoned;
   }
 }

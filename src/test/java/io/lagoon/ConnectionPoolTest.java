@@ -213,7 +213,7 @@ class ConnectionPoolTest extends PoolFixture {
         .isInstanceOf(io.r2dbc.spi.R2dbcTimeoutException.class)
         .hasMessage("Pool 'test': no connection within maxAcquireTime PT3S (waited 3000 ms)"
             + " [maxSize=1, allocated=1, idle=0, acquired=1, pending=0, acquires=1, timeouts=1,"
-            + " rejections=0, created=1, closed=0, createFailures=0]")
+            + " rejections=0, created=1, closed=0, createFailures=0, unavailable=0, abandoned=0]")
         .hasNoCause();
     assertThat(pool.stats().timeouts()).isEqualTo(1);
     holder.release();
@@ -808,6 +808,7 @@ class ConnectionPoolTest extends PoolFixture {
       time.advanceTimeBy(Duration.ofSeconds(30)); // housekeeping takes the connection back
     }
     assertThat(waiter.got()).as("served once the abandoned connection was reclaimed").isTrue();
+    assertThat(pool.stats().abandoned()).isEqualTo(1);
     assertThat(dropped.isClosed()).as("its state is unknown: closed, not reset").isTrue();
     assertThat(waiter.physical()).isNotSameAs(dropped);
     waiter.release();

@@ -525,6 +525,7 @@ class LifecycleTest extends PoolFixture {
       assertThat(later.error()).isInstanceOf(PoolUnavailableException.class);
     }
     assertThat(driver.connectAttempts()).as("failing acquires start no connects").isEqualTo(1);
+    assertThat(pool.stats().unavailable()).isEqualTo(101);
     assertThat(pool.stats().pending()).isZero();
 
     time.advanceTimeBy(Duration.ofSeconds(6));

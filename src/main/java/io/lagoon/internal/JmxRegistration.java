@@ -108,6 +108,16 @@ public final class JmxRegistration {
     }
 
     @Override
+    public long getUnavailableCount() {
+      return stats.get().unavailable();
+    }
+
+    @Override
+    public long getAbandonedCount() {
+      return stats.get().abandoned();
+    }
+
+    @Override
     public void softEvict() {
       evict.get().subscribe(null, e -> {});
     }

@@ -104,6 +104,7 @@ public final class PoolCore {
   private final LongAdder rejections = new LongAdder();
   private final LongAdder closedCount = new LongAdder();
   private final LongAdder abandonedCount = new LongAdder();
+  private final LongAdder unavailableCount = new LongAdder();
   private final AtomicInteger abandonedCloses = new AtomicInteger();
   private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
   private static final Logger LOG = Loggers.getLogger(PoolCore.class);
@@ -181,7 +182,9 @@ public final class PoolCore {
       }
     }
     if (config.acquireRetry() == 0 && isDown()) {
-      a.fail(unavailableError()); // nothing open to wait for, and connects fail: fail fast
+      if (a.fail(unavailableError())) { // nothing open to wait for, connects fail: fail fast
+        unavailableCount.increment();
+      }
       return;
     }
     enqueue(a);
@@ -599,7 +602,9 @@ public final class PoolCore {
       if (error == null) {
         error = unavailableError();
       }
-      w.failWaiting(error);
+      if (w.failWaiting(error)) {
+        unavailableCount.increment();
+      }
     }
   }
 
@@ -868,7 +873,7 @@ public final class PoolCore {
     }
     return new PoolStats(name, config.maxSize(), allocated, idle, lent, Math.max(0, pending.get()),
         acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closedCount.sum(),
-        creator.failures());
+        creator.failures(), unavailableCount.sum(), abandonedCount.sum());
   }
 
   PoolAcquireTimeoutException timeoutError(Acquire a) {

@@ -34,6 +34,10 @@ public interface ConnectionPoolMXBean {
 
   long getCreateFailureCount();
 
+  long getUnavailableCount();
+
+  long getAbandonedCount();
+
   /** Closes idle connections now and lent ones when they come back, then refills. */
   void softEvict();
 }
