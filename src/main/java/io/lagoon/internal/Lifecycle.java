@@ -76,14 +76,14 @@ final class Lifecycle {
    * like a failed connect.
    */
   Mono<Void> captureSession(PooledEntry e, Connection c) {
-    return Mono.defer(() -> {
+    return Timers.within(Mono.defer(() -> {
       e.initialAutoCommit = c.isAutoCommit();
       e.initialIsolation = c.getTransactionIsolationLevel();
       if (!SessionResets.isPostgres(c)) {
         return Mono.empty();
       }
       return SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql).then();
-    }).timeout(config.maxCreateConnectionTime(), core.scheduler());
+    }), config.maxCreateConnectionTime(), core.scheduler());
   }
 
   /** Runs postAllocate, bounded by maxCreateConnectionTime; empty when none is configured. */
@@ -92,8 +92,8 @@ final class Lifecycle {
     if (hook == null) {
       return Mono.empty();
     }
-    return Mono.defer(() -> Mono.from(hook.apply(c)))
-        .timeout(config.maxCreateConnectionTime(), core.scheduler());
+    return Timers.within(Mono.defer(() -> Mono.from(hook.apply(c))),
+        config.maxCreateConnectionTime(), core.scheduler());
   }
 
   // ---------------------------------------------------------------- borrow
@@ -189,7 +189,7 @@ final class Lifecycle {
             .concatMap(r -> r.map((row, meta) -> Boolean.TRUE))
             .then(Mono.just(Boolean.TRUE))
         : Mono.defer(() -> Mono.from(c.validate(config.validationDepth())));
-    return check.timeout(config.maxValidationTime(), core.scheduler())
+    return Timers.within(check, config.maxValidationTime(), core.scheduler())
         .defaultIfEmpty(Boolean.FALSE)
         .onErrorReturn(Boolean.FALSE);
   }
@@ -263,8 +263,8 @@ final class Lifecycle {
       return initial != null && isolationChanged(e, c)
           ? Mono.from(c.setTransactionIsolationLevel(initial)) : Mono.empty();
     }));
-    return Mono.when(Flux.concat(steps))
-        .timeout(config.maxValidationTime(), core.scheduler());
+    return Timers.within(Mono.when(Flux.concat(steps)), config.maxValidationTime(),
+        core.scheduler());
   }
 
   // ---------------------------------------------------------------- dead connections
