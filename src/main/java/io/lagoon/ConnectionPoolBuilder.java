@@ -393,7 +393,8 @@ public final class ConnectionPoolBuilder {
     // Times: keepalive must come before retirement; defaults make way for what was set.
     Duration life = maxLifeTime;
     Duration keepalive = keepaliveInterval;
-    if (life != null && keepalive != null && !keepalive.isZero() && keepalive.compareTo(life) >= 0) {
+    if (life != null && keepalive != null && !keepalive.isZero() && !PoolConfig.isNoLimit(keepalive)
+        && keepalive.compareTo(life) >= 0) {
       throw new IllegalArgumentException("keepaliveInterval (" + keepalive
           + ") must be < maxLifeTime (" + life + "), or zero to disable keepalive");
     }
