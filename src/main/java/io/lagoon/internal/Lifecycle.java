@@ -40,6 +40,9 @@ final class Lifecycle {
   private final long maxIdleNanos;
   private final long maxLifeNanos;
   private final long keepaliveNanos;
+  /** False when maxLifeTime / maxIdleTime is no limit: then no age ever retires a connection. */
+  private final boolean lifeLimited;
+  private final boolean idleLimited;
   private volatile @Nullable Disposable housekeeping;
   /** Idle entries taken out for keepalive or a restart check; they still count toward minIdle. */
   private final AtomicInteger revalidating = new AtomicInteger();
@@ -55,6 +58,8 @@ final class Lifecycle {
     this.maxIdleNanos = config.maxIdleTime().toNanos();
     this.maxLifeNanos = config.maxLifeTime().toNanos();
     this.keepaliveNanos = config.keepaliveInterval().toNanos();
+    this.lifeLimited = !PoolConfig.isNoLimit(config.maxLifeTime());
+    this.idleLimited = !PoolConfig.isNoLimit(config.maxIdleTime());
   }
 
   // ---------------------------------------------------------------- new connections
@@ -100,7 +105,7 @@ final class Lifecycle {
 
   /** Whether an entry must be closed rather than lent or pooled: broken, soft-evicted or too old. */
   boolean mustRetire(PooledEntry e, long now) {
-    return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
+    return e.broken || e.epoch != core.epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
   }
 
   /** Whether an IDLE entry must be validated before it is lent. */
@@ -350,19 +355,19 @@ final class Lifecycle {
         idleLeft[0]--;
         return true;
       }
-      if (now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
+      if (lifeLimited && now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
         lifetimeBudget[0]--;
         idleLeft[0]--;
         return true;
       }
-      if (idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
+      if (idleLimited && idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
         idleLeft[0]--;
         return true;
       }
       return false;
     });
     retire.forEach(core::destroy);
-    if (keepaliveNanos > 0) {
+    if (keepaliveNanos > 0 && !PoolConfig.isNoLimit(config.keepaliveInterval())) {
       core.takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }
