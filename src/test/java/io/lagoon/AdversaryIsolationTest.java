@@ -297,8 +297,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: DEALLOCATE ALL by SQL drops the driver's own prepared statements; the"
-      + " connection is reset, not replaced, and the next borrower's bound query fails (26000)")
   void deallocateAllBySqlDoesNotBreakTheNextBorrowersBoundQueries() {
     pool();
     Connection h1 = pool.create().block(T);
@@ -314,8 +312,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: DISCARD ALL by SQL drops the driver's own prepared statements; the next"
-      + " borrower's bound query fails (26000)")
   void discardAllBySqlDoesNotBreakTheNextBorrowersBoundQueries() {
     pool();
     Connection h1 = pool.create().block(T);
