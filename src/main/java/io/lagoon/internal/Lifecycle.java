@@ -87,7 +87,9 @@ final class Lifecycle {
       if (!SessionResets.isPostgres(c)) {
         return Mono.empty();
       }
-      return SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql).then();
+      return SessionResets.syncIsolation(c).doOnNext(level -> e.initialIsolation = level)
+          .then(SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql))
+          .then();
     }), config.maxCreateConnectionTime(), core.scheduler());
   }
 
@@ -208,7 +210,9 @@ final class Lifecycle {
    * local getters; a driver that throws from them is a broken connection.
    */
   boolean needsReset(PooledEntry e, int dirty) {
-    if (dirty != 0 || config.preRelease() != null) {
+    int relevant = config.sessionReset() == SessionReset.ALWAYS && e.sessionResetSql != null
+        ? dirty : dirty & ~PooledConnection.RAN_SQL;
+    if (relevant != 0 || config.preRelease() != null) {
       return true;
     }
     Connection c = e.connection();
@@ -235,8 +239,7 @@ final class Lifecycle {
       return false;
     }
     boolean hasStatement = e.sessionResetSql != null;
-    return (dirty & PooledConnection.SESSION) != 0
-        || (hasStatement && (dirty & PooledConnection.UNWRAPPED) != 0)
+    return (dirty & (PooledConnection.SESSION | PooledConnection.UNWRAPPED)) != 0
         || (hasStatement && mode == SessionReset.ALWAYS && dirty != 0);
   }
 
@@ -253,6 +256,16 @@ final class Lifecycle {
     Function<? super Connection, ? extends Publisher<Void>> hook = config.preRelease();
     if (hook != null) {
       steps.add(Mono.defer(() -> Mono.from(hook.apply(c))));
+    }
+    if ((dirty & PooledConnection.STREAMING) != 0) {
+      return Mono.error(new IllegalStateException("closed while a result was still being read:"
+          + " replacing the connection"));
+    }
+    if ((dirty & PooledConnection.TX_SQL) != 0) {
+      // By SQL, not the driver's rollbackTransaction(): a driver skips that when it has not yet
+      // seen the transaction start (a BEGIN still on the wire, a cancelled multi-statement text).
+      // The statement queues behind whatever still runs; without a transaction it is a no-op.
+      steps.add(SessionResets.run(c, "ROLLBACK"));
     }
     steps.add(Mono.defer(() -> (dirty & PooledConnection.TX) != 0 || !c.isAutoCommit()
         ? Mono.from(c.rollbackTransaction()) : Mono.empty()));

@@ -672,6 +672,9 @@ public final class PoolCore {
    */
   Mono<Void> destroy(PooledEntry e) {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
+    if (!waiters.isEmpty() && isDown()) {
+      failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
+    }
     Connection c = e.connection;
     if (c == null) {
       freeSlot(e);
