@@ -66,6 +66,7 @@ public final class FaultProxy implements AutoCloseable {
   private volatile @Nullable Throwable crash;
 
   // state owned by the proxy's thread
+  private final ByteBuffer readBuffer = ByteBuffer.allocateDirect(CHUNK);
   private boolean refusing;
   private boolean holding;
   private long latencyNanos;
@@ -544,8 +545,8 @@ public final class FaultProxy implements AutoCloseable {
       Pipe pipe = source == client ? up : down;
       long due = System.nanoTime() + latencyNanos;
       while (pipe.mayRead()) {
-        ByteBuffer buffer = ByteBuffer.allocate(CHUNK);
-        int n = source.read(buffer);
+        readBuffer.clear();
+        int n = source.read(readBuffer);
         if (n < 0) {
           pipe.sourceDone = true;
           pipe.add(new Chunk(Kind.END, null, due));
@@ -554,8 +555,13 @@ public final class FaultProxy implements AutoCloseable {
         if (n == 0) {
           break;
         }
-        buffer.flip();
-        pipe.add(new Chunk(Kind.DATA, buffer, due));
+        readBuffer.flip();
+        ByteBuffer chunk = ByteBuffer.allocate(n); // only what was read: small messages stay small
+        chunk.put(readBuffer).flip();
+        pipe.add(new Chunk(Kind.DATA, chunk, due));
+        if (n < CHUNK) {
+          break; // drained for now
+        }
       }
       flushBoth();
     }
