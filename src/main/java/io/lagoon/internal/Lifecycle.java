@@ -40,6 +40,9 @@ final class Lifecycle {
   private final long maxIdleNanos;
   private final long maxLifeNanos;
   private final long keepaliveNanos;
+  /** False when maxLifeTime / maxIdleTime is no limit: then no age ever retires a connection. */
+  private final boolean lifeLimited;
+  private final boolean idleLimited;
   private volatile @Nullable Disposable housekeeping;
   /** Idle entries taken out for keepalive or a restart check; they still count toward minIdle. */
   private final AtomicInteger revalidating = new AtomicInteger();
@@ -55,6 +58,8 @@ final class Lifecycle {
     this.maxIdleNanos = config.maxIdleTime().toNanos();
     this.maxLifeNanos = config.maxLifeTime().toNanos();
     this.keepaliveNanos = config.keepaliveInterval().toNanos();
+    this.lifeLimited = !PoolConfig.isNoLimit(config.maxLifeTime());
+    this.idleLimited = !PoolConfig.isNoLimit(config.maxIdleTime());
   }
 
   // ---------------------------------------------------------------- new connections
@@ -76,14 +81,14 @@ final class Lifecycle {
    * like a failed connect.
    */
   Mono<Void> captureSession(PooledEntry e, Connection c) {
-    return Mono.defer(() -> {
+    return Timers.within(Mono.defer(() -> {
       e.initialAutoCommit = c.isAutoCommit();
       e.initialIsolation = c.getTransactionIsolationLevel();
       if (!SessionResets.isPostgres(c)) {
         return Mono.empty();
       }
       return SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql).then();
-    }).timeout(config.maxCreateConnectionTime(), core.scheduler());
+    }), config.maxCreateConnectionTime(), core.scheduler());
   }
 
   /** Runs postAllocate, bounded by maxCreateConnectionTime; empty when none is configured. */
@@ -92,15 +97,15 @@ final class Lifecycle {
     if (hook == null) {
       return Mono.empty();
     }
-    return Mono.defer(() -> Mono.from(hook.apply(c)))
-        .timeout(config.maxCreateConnectionTime(), core.scheduler());
+    return Timers.within(Mono.defer(() -> Mono.from(hook.apply(c))),
+        config.maxCreateConnectionTime(), core.scheduler());
   }
 
   // ---------------------------------------------------------------- borrow
 
   /** Whether an entry must be closed rather than lent or pooled: broken, soft-evicted or too old. */
   boolean mustRetire(PooledEntry e, long now) {
-    return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
+    return e.broken || e.epoch != core.epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
   }
 
   /** Whether an IDLE entry must be validated before it is lent. */
@@ -189,7 +194,7 @@ final class Lifecycle {
             .concatMap(r -> r.map((row, meta) -> Boolean.TRUE))
             .then(Mono.just(Boolean.TRUE))
         : Mono.defer(() -> Mono.from(c.validate(config.validationDepth())));
-    return check.timeout(config.maxValidationTime(), core.scheduler())
+    return Timers.within(check, config.maxValidationTime(), core.scheduler())
         .defaultIfEmpty(Boolean.FALSE)
         .onErrorReturn(Boolean.FALSE);
   }
@@ -263,8 +268,8 @@ final class Lifecycle {
       return initial != null && isolationChanged(e, c)
           ? Mono.from(c.setTransactionIsolationLevel(initial)) : Mono.empty();
     }));
-    return Mono.when(Flux.concat(steps))
-        .timeout(config.maxValidationTime(), core.scheduler());
+    return Timers.within(Mono.when(Flux.concat(steps)), config.maxValidationTime(),
+        core.scheduler());
   }
 
   // ---------------------------------------------------------------- dead connections
@@ -350,19 +355,19 @@ final class Lifecycle {
         idleLeft[0]--;
         return true;
       }
-      if (now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
+      if (lifeLimited && now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
         lifetimeBudget[0]--;
         idleLeft[0]--;
         return true;
       }
-      if (idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
+      if (idleLimited && idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
         idleLeft[0]--;
         return true;
       }
       return false;
     });
     retire.forEach(core::destroy);
-    if (keepaliveNanos > 0) {
+    if (keepaliveNanos > 0 && !PoolConfig.isNoLimit(config.keepaliveInterval())) {
       core.takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }

@@ -13,7 +13,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedDeque;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -469,7 +468,12 @@ public final class PoolCore {
     offer(e, now());
   }
 
-  private void offer(PooledEntry e, long now) {
+  /**
+   * As {@link #offer(PooledEntry)}, at the instant {@code now}. A new connection is offered at the
+   * instant its lifetime started, so however short maxLifeTime is, it is never retired before it
+   * served a waiter or was parked: a connect never just triggers the next one.
+   */
+  void offer(PooledEntry e, long now) {
     for (;;) {
       if (closing || lifecycle.mustRetire(e, now)) {
         destroy(e); // shut down, broken, soft-evicted or past its lifetime: never lent again
@@ -707,7 +711,7 @@ public final class PoolCore {
 
     void start(Connection c) {
       try {
-        timer = scheduler.schedule(this, config.maxCloseTime().toNanos(), TimeUnit.NANOSECONDS);
+        timer = Timers.after(scheduler, config.maxCloseTime(), this);
       } catch (java.util.concurrent.RejectedExecutionException schedulerGone) {
         timer = null; // no bound without a scheduler: the slot waits for the close itself
       }
