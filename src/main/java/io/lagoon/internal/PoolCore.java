@@ -106,6 +106,7 @@ public final class PoolCore {
   private final LongAdder unavailableCount = new LongAdder();
   private final AtomicInteger abandonedCloses = new AtomicInteger();
   private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
+  private final PoolerHints poolerHints;
   private static final Logger LOG = Loggers.getLogger(PoolCore.class);
 
   public PoolCore(PoolConfig config) {
@@ -114,6 +115,7 @@ public final class PoolCore {
     this.scheduler = config.scheduler();
     this.clock = PoolClock.of(scheduler);
     this.slots = new AtomicReferenceArray<>(config.maxSize());
+    this.poolerHints = new PoolerHints(name);
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
   }
@@ -562,6 +564,8 @@ public final class PoolCore {
       if (Lifecycle.meansServerGone(error)) {
         lifecycle.checkIdleNow();
       }
+    } else {
+      poolerHints.onError(error);
     }
   }
 
