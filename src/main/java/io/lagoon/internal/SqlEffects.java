@@ -8,8 +8,9 @@ import java.util.Locale;
  * PooledConnection#SESSION}).
  *
  * <p>The rule is conservative: a statement counts as session-neutral only when it starts with one
- * of the plain data or transaction-control keywords below and names none of the functions that
- * change the session from inside a query ({@code set_config}, session-level advisory locks) and,
+ * of the plain data or transaction-control keywords below (or MySQL's {@code SIGNAL}, which only
+ * raises an error) and names none of the functions that change the session from inside a query
+ * ({@code set_config}, session-level advisory locks) and,
  * for a {@code SELECT}, has no {@code INTO} (which creates a table). Everything else ({@code SET},
  * {@code LISTEN}, {@code CREATE TEMP TABLE}, {@code PREPARE}, {@code DECLARE}, {@code DO},
  * {@code CALL}, a leading comment...) counts as a session change, and so does every part of text
@@ -20,7 +21,7 @@ final class SqlEffects {
 
   private static final String[] NEUTRAL = {
     "select", "insert", "update", "delete", "with", "values", "table", "merge", "commit",
-    "rollback", "end", "abort", "savepoint", "release", "show", "explain"
+    "rollback", "end", "abort", "savepoint", "release", "show", "explain", "signal"
   };
   private static final String[] TRANSACTION_START = {"begin", "start"};
   private static final String[] SESSION_FUNCTIONS = {"set_config", "advisory_lock", "dblink"};
