@@ -499,6 +499,42 @@ class ConnectionPoolTest extends PoolFixture {
     assertThat(driver.usedAfterClose()).isZero();
   }
 
+  @Test
+  void executeThrowsTheDriversBindErrorAtOnceButChecksTheHandleOnlyWhenSubscribed() {
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower first = Borrower.borrow(pool.create());
+    Connection c = first.connection();
+    FakeConnection physical = first.physical();
+
+    // the driver's call-time check reaches the caller as the driver threw it
+    io.r2dbc.spi.Statement incomplete = c.createStatement("INSERT INTO t VALUES ($1, $2)")
+        .bind(0, 1);
+    assertThatThrownBy(incomplete::execute).isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("$2 is not bound");
+
+    // a complete statement: execute() runs nothing and notes nothing until subscribed
+    var stale = c.createStatement("SET search_path = other").execute();
+    assertThat(physical.statementsExecuted()).isZero();
+    first.release();
+    assertThat(physical.isClosed()).as("the SET never ran: nothing to reset").isFalse();
+
+    Borrower second = Borrower.borrow(pool.create());
+    assertThat(second.physical()).isSameAs(physical);
+    StepVerifier.create(stale).expectErrorSatisfies(e -> assertThat(e)
+            .isInstanceOf(IllegalStateException.class)
+            .hasMessageContaining("already returned to pool 'test'"))
+        .verify();
+    assertThat(physical.statementsExecuted()).as("nothing reached the next borrower's connection")
+        .isZero();
+
+    // on a dead handle the driver is not called: no bind error, the publisher fails instead
+    io.r2dbc.spi.Statement unbound = second.connection().createStatement("SELECT $1");
+    second.release();
+    var dead = unbound.execute();
+    StepVerifier.create(dead).expectError(IllegalStateException.class).verify();
+    assertThat(physical.statementsExecuted()).isZero();
+  }
+
   // ------------------------------------------------------------------ withConnection, inTransaction
 
   @Test

@@ -366,6 +366,41 @@ class LifecycleTest extends PoolFixture {
   }
 
   @org.junit.jupiter.params.ParameterizedTest
+  @org.junit.jupiter.params.provider.ValueSource(strings = {"P0001", "57014", "55P03", "25P02"})
+  void aSqlErrorRaisedAsANonTransientResourceErrorLeavesTheConnectionInThePool(String sqlState) {
+    // r2dbc-postgresql raises these (RAISE EXCEPTION, statement timeout, NOWAIT, aborted
+    // transaction) as R2dbcNonTransientResourceException: the SQLSTATE says the connection works
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection physical = a.physical();
+    physical.failNextStatement(
+        new R2dbcNonTransientResourceException("server error " + sqlState, sqlState));
+    StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
+        .expectError(R2dbcNonTransientResourceException.class).verify();
+    a.release();
+    assertThat(physical.isClosed()).isFalse();
+    Borrower b = Borrower.borrow(pool.create());
+    assertThat(b.physical()).isSameAs(physical);
+    assertThat(pool.stats().closed()).isZero();
+    b.release();
+  }
+
+  @Test
+  void anErrorThatEndsOnlyItsOwnSessionLeavesTheIdleConnectionsUnchecked() {
+    ConnectionPool pool = pool(b -> b.maxSize(3).initialSize(3).minIdle(0));
+    Borrower a = Borrower.borrow(pool.create());
+    FakeConnection victim = a.physical();
+    List<FakeConnection> idle = driver.connections().stream().filter(c -> c != victim).toList();
+    victim.failNextStatement(new FakeSqlException("idle session timeout", "57P05"));
+    StepVerifier.create(Flux.from(a.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    assertThat(idle).allSatisfy(c -> assertThat(c.validations()).isZero());
+    assertThat(pool.stats().idle()).isEqualTo(2);
+    a.release();
+    assertThat(victim.isClosed()).isTrue();
+  }
+
+  @org.junit.jupiter.params.ParameterizedTest
   @org.junit.jupiter.params.provider.ValueSource(strings = {"57P01", "57P02", "57P03", "08006"})
   void whenOneConnectionShowsTheServerRestartedTheIdleOnesAreCheckedAtOnce(String sqlState) {
     ConnectionPool pool = pool(b -> b.maxSize(4).initialSize(4).minIdle(0));

@@ -6,8 +6,12 @@ import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 
 /**
- * A statement that executes only while its connection is lent: {@code execute()} is lazy and
- * checks the handle when subscribed. Notes what its SQL may change when it runs.
+ * A statement that executes only while its connection is lent. {@code execute()} calls the
+ * driver's {@code execute()} at once, so errors the driver raises when it is called (a parameter
+ * left unbound, a trailing {@code add()}) are thrown to the caller as the driver throws them; the
+ * publisher it returns is lazy and checks the handle when subscribed, so one kept past {@code
+ * close()} fails and never reaches the physical connection. Notes what its SQL may change when it
+ * runs, not when {@code execute()} is called.
  */
 final class GuardedStatement implements Statement {
 
@@ -73,9 +77,17 @@ final class GuardedStatement implements Statement {
     return this;
   }
 
+  /**
+   * Calls the driver's {@code execute()} now if the handle is live (throwing what it throws),
+   * and returns a publisher that, when subscribed, checks the handle again, notes the statement's
+   * effects and only then subscribes to the driver's publisher. On a dead handle the driver is not
+   * called and the publisher signals {@link IllegalStateException}.
+   */
   @Override
   public Publisher<? extends Result> execute() {
-    return owner.call("createStatement().execute", effects, c -> Flux.<Result>from(delegate.execute()))
+    // A dead handle never becomes live again: its publisher fails when subscribed, untouched.
+    Publisher<? extends Result> executed = owner.isLive() ? delegate.execute() : Flux.empty();
+    return owner.call("createStatement().execute", effects, c -> Flux.<Result>from(executed))
         .map(owner::watchResult);
   }
 }

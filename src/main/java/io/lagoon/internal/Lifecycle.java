@@ -3,12 +3,9 @@ package io.lagoon.internal;
 import io.lagoon.SessionReset;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.IsolationLevel;
-import io.r2dbc.spi.R2dbcException;
-import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.ValidationDepth;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Set;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -20,19 +17,14 @@ import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 /**
- * What keeps connections healthy: validation before a lend, the reset after one, recognising
- * dead connections, and housekeeping (idle and lifetime retirement, keepalive, soft eviction).
+ * What keeps connections healthy: validation before a lend, the reset after one, checking the
+ * idle connections when one shows the server went away ({@link FatalErrors} decides that), and
+ * housekeeping (idle and lifetime retirement, keepalive, soft eviction).
  *
  * <p>It decides and runs the I/O; every state change it causes goes through {@link PoolCore}
  * (take an entry out of IDLE, offer it, destroy it), so the core's invariants hold unchanged.
  */
 final class Lifecycle {
-
-  /** SQLSTATEs that mean the connection (or the server behind it) is gone. */
-  private static final Set<String> DEAD_STATES =
-      Set.of("57P01", "57P02", "57P03", "57P05", "25P03");
-  /** SQLSTATEs that mean the server went away, so the other idle connections are suspect too. */
-  private static final Set<String> SERVER_GONE_STATES = Set.of("57P01", "57P02", "57P03");
 
   private final PoolCore core;
   private final PoolConfig config;
@@ -286,31 +278,6 @@ final class Lifecycle {
   }
 
   // ---------------------------------------------------------------- dead connections
-
-  /** Whether an error raised through a connection means that the connection is gone. */
-  static boolean meansDead(Throwable error) {
-    for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
-      if (t instanceof R2dbcNonTransientResourceException) {
-        return true;
-      }
-      String state = t instanceof R2dbcException r ? r.getSqlState() : null;
-      if (state != null && (state.startsWith("08") || DEAD_STATES.contains(state))) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /** Whether the error says the server went away (shut down, restarted, terminated backends). */
-  static boolean meansServerGone(Throwable error) {
-    for (Throwable t = error; t != null; t = t.getCause() == t ? null : t.getCause()) {
-      String state = t instanceof R2dbcException r ? r.getSqlState() : null;
-      if (state != null && (state.startsWith("08") || SERVER_GONE_STATES.contains(state))) {
-        return true;
-      }
-    }
-    return false;
-  }
 
   /** Validates every idle connection now (the server may have restarted). */
   void checkIdleNow() {

@@ -557,11 +557,15 @@ public final class PoolCore {
     }
   }
 
-  /** An error came through a lent connection: if it means the connection is gone, mark it. */
+  /**
+   * An error came through a lent connection: if it means the connection is gone, mark it (it is
+   * closed when it comes back); if the server went away, check the idle ones now.
+   */
   void onConnectionError(PooledEntry e, Throwable error) {
-    if (Lifecycle.meansDead(error)) {
+    int verdict = FatalErrors.classify(error);
+    if (verdict != FatalErrors.NOT_FATAL) {
       e.broken = true;
-      if (Lifecycle.meansServerGone(error)) {
+      if (verdict == FatalErrors.SERVER_GONE) {
         lifecycle.checkIdleNow();
       }
     } else {

@@ -10,7 +10,8 @@ import java.util.Locale;
  * <p>The text is first stripped of string literals (standard, escape and dollar-quoted), quoted
  * identifiers and comments, so neither a keyword nor a {@code ;} inside them counts. Then the rule
  * is conservative: a statement counts as session-neutral only when it starts with one of the
- * plain data or transaction-control keywords below, names none of the functions or objects that
+ * plain data or transaction-control keywords below (or MySQL's {@code SIGNAL}, which only
+ * raises an error), names none of the functions or objects that
  * change the session from inside a query (for example {@code set_config}, session advisory locks,
  * {@code pg_settings}, sequence functions, MariaDB's {@code GET_LOCK} and {@code LAST_INSERT_ID(n)}),
  * assigns no user variable ({@code :=}) and, for a query, writes nothing {@code INTO} (a table or
@@ -23,7 +24,7 @@ final class SqlEffects {
 
   private static final String[] NEUTRAL = {
     "select", "insert", "update", "delete", "with", "values", "table", "merge", "commit",
-    "rollback", "end", "abort", "savepoint", "release", "show", "explain"
+    "rollback", "end", "abort", "savepoint", "release", "show", "explain", "signal"
   };
   private static final String[] TRANSACTION_START = {"begin", "start"};
   private static final String[] SESSION_NAMES = {

@@ -13,6 +13,7 @@ import io.r2dbc.spi.Result;
 import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
 import java.util.List;
+import java.util.NoSuchElementException;
 import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.Test;
 import reactor.core.Disposable;
@@ -536,6 +537,31 @@ class FakeConnectionFactoryTest {
                         .concatMap(Result::getRowsUpdated))
                 .expectNext(0L)
                 .verifyComplete();
+    }
+
+    @Test
+    void bindingsAreCheckedWhenCalledLikeARealDriver() {
+        FakeConnection c = connect();
+        String sql = "INSERT INTO t VALUES ($1, $2)";
+
+        assertThatThrownBy(() -> c.createStatement(sql).bind(0, 1).execute())
+                .isInstanceOf(IllegalStateException.class).hasMessageContaining("$2 is not bound");
+        assertThatThrownBy(() -> c.createStatement(sql).bind(0, 1).add())
+                .isInstanceOf(IllegalStateException.class).hasMessageContaining("$2 is not bound");
+        assertThatThrownBy(() -> c.createStatement(sql).bind(0, 1).bind("$2", 2).add().execute())
+                .as("a trailing add()")
+                .isInstanceOf(IllegalStateException.class).hasMessageContaining("$1 is not bound");
+        assertThatThrownBy(() -> c.createStatement(sql).bind(2, 1))
+                .isInstanceOf(IndexOutOfBoundsException.class);
+        assertThatThrownBy(() -> c.createStatement(sql).bind("$3", 1))
+                .isInstanceOf(NoSuchElementException.class);
+        assertThatThrownBy(() -> c.createStatement(sql).bind(0, null))
+                .isInstanceOf(IllegalArgumentException.class);
+        assertThat(c.statementsExecuted()).as("nothing ran").isZero();
+
+        Flux.from(c.createStatement(sql).bind(0, 1).bindNull("$2", Integer.class).add()
+                .bind(0, 3).bind(1, 4).execute()).blockLast(Duration.ofSeconds(5));
+        assertThat(c.executedSql()).containsExactly(sql);
     }
 
     @Test
