@@ -11,6 +11,7 @@ import java.util.Queue;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -69,6 +70,7 @@ public final class LoadLoops {
   private final Duration pause;
   private final Function<? super Connection, ? extends Publisher<?>> work;
   private final Scheduler pauseScheduler;
+  private final Scheduler operationsOn;
   private final int maxLoggedFailures;
 
   private final long startNanos = System.nanoTime();
@@ -94,6 +96,7 @@ public final class LoadLoops {
     this.pause = b.pause;
     this.work = b.work;
     this.pauseScheduler = b.pauseScheduler;
+    this.operationsOn = b.operationsOn;
     this.maxLoggedFailures = b.maxLoggedFailures;
   }
 
@@ -109,6 +112,7 @@ public final class LoadLoops {
     private Duration pause = Duration.ofMillis(50);
     private Function<? super Connection, ? extends Publisher<?>> work = SELECT_ONE;
     private Scheduler pauseScheduler = Schedulers.parallel();
+    private Scheduler operationsOn;
     private int maxLoggedFailures = 10_000;
 
     private Builder(ConnectionFactory pool) {
@@ -148,6 +152,17 @@ public final class LoadLoops {
       return this;
     }
 
+    /**
+     * Starts every operation as a task on {@code scheduler}. Needed with a driver that completes
+     * synchronously (the test driver without latency): each loop would otherwise repeat on the
+     * thread that started it and never let go. By default an operation starts on the thread where
+     * the previous one ended, as an application's would.
+     */
+    public Builder operationsOn(Scheduler scheduler) {
+      this.operationsOn = Objects.requireNonNull(scheduler, "scheduler");
+      return this;
+    }
+
     /** How many failures {@link #failureLog()} keeps (the first ones); 10,000 by default. */
     public Builder maxLoggedFailures(int max) {
       if (max < 0) {
@@ -169,7 +184,8 @@ public final class LoadLoops {
     running.set(loops);
     for (int i = 0; i < loops; i++) {
       int loop = i;
-      Mono.defer(() -> operation(loop))
+      Mono<Void> op = Mono.defer(() -> operation(loop));
+      (operationsOn == null ? op : op.subscribeOn(operationsOn))
           .repeat(() -> !stopping)
           .subscribe(null, error -> loopEnded(), this::loopEnded);
     }
@@ -207,8 +223,17 @@ public final class LoadLoops {
         .then();
   }
 
+  /** Closes; no longer holding once the close ended, before the operation completes. */
   private Mono<Void> close(Connection c) {
-    return Mono.from(c.close()).doFinally(s -> holding.decrementAndGet());
+    return Mono.defer(() -> {
+      AtomicBoolean once = new AtomicBoolean();
+      Runnable released = () -> {
+        if (once.compareAndSet(false, true)) {
+          holding.decrementAndGet();
+        }
+      };
+      return Mono.from(c.close()).doOnTerminate(released).doOnCancel(released);
+    });
   }
 
   private void succeeded(long start, long end) {
