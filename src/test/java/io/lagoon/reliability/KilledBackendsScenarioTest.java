@@ -30,9 +30,9 @@ import reactor.core.scheduler.Schedulers;
  * died is never lent again; the server never sees more than 10 backends of this pool.
  *
  * <p>Each kill waits until the pool is back at full strength (10 connections open and lent, 10
- * backends) and at least 2 s have passed, so every kill hits a saturated pool. In-flight at a
- * kill is {@link LoadLoops#holding()} read just before the kill statement; the failures of a kill
- * are those between it and the next one.
+ * backends) and at least 2 s have passed, so every kill hits a saturated pool. In flight at a
+ * kill is the most {@link LoadLoops#holding()} read in the millisecond before the kill statement;
+ * the failures of a kill are those between it and the next one.
  */
 class KilledBackendsScenarioTest {
 
@@ -85,8 +85,8 @@ class KilledBackendsScenarioTest {
         opsBeforeKills = loops.ops();
         assertThat(loops.failures()).as("no failure before the first kill: %s", loops).isZero();
       }
-      int inFlight = loops.holding();
       long failuresBefore = loops.failures();
+      int inFlight = maxHoldingOver(Duration.ofMillis(1));
       Map<Integer, Boolean> terminated = backends.terminateAll(app, Duration.ofSeconds(5));
       lastKill = System.nanoTime();
       assertThat(terminated).as("kill %d: every backend of the pool exited", k + 1)
@@ -139,6 +139,20 @@ class KilledBackendsScenarioTest {
     assertThat(s.pending()).isZero();
     assertThat(s.closed()).as("every killed connection was closed: " + s)
         .isGreaterThanOrEqualTo(kills.stream().mapToLong(Kill::killed).sum());
+  }
+
+  /**
+   * The most operations holding a connection during the last {@code window} before the kill,
+   * read on this thread without pause: a connection handed over through the pool's delivery queue
+   * is counted by nobody for a few microseconds, and one reading could fall in such a gap.
+   */
+  private int maxHoldingOver(Duration window) {
+    long until = System.nanoTime() + window.toNanos();
+    int max = 0;
+    do {
+      max = Math.max(max, loops.holding());
+    } while (System.nanoTime() < until);
+    return max;
   }
 
   /** Waits until 10 connections are open and lent, 10 backends exist, and 2 s passed since {@code since}. */
