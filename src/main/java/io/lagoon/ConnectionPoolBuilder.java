@@ -19,6 +19,19 @@ import reactor.core.scheduler.Schedulers;
  * together. Every violation is an {@link IllegalArgumentException} whose message names the option,
  * echoes the value and states the rule; nothing is clamped silently.
  *
+ * <p>Defaults adapt to the values you set, and only values you set yourself can contradict each
+ * other: an unset {@code maxSize} rises to the largest {@code initialSize}, {@code minIdle} or
+ * {@code maxConcurrentCreates} you set; unset {@code initialSize} and {@code maxConcurrentCreates}
+ * are lowered to {@code maxSize}; an unset {@code keepaliveInterval} is lowered to half of {@code
+ * maxLifeTime} or {@code maxIdleTime} when they are shorter than its default, and an unset {@code
+ * maxLifeTime} rises to twice a {@code keepaliveInterval} longer than its default; an unset {@code
+ * backgroundEvictionInterval} is at most half the shortest of {@code keepaliveInterval}, {@code
+ * maxIdleTime} and {@code maxLifeTime} (but at least {@link #MIN_BACKGROUND_EVICTION_INTERVAL}).
+ *
+ * <p>As in r2dbc-pool, a negative {@code maxAcquireTime}, {@code maxCreateConnectionTime}, {@code
+ * maxValidationTime}, {@code maxIdleTime} or {@code maxLifeTime} means no limit ({@link
+ * #NO_LIMIT}); so does any duration of {@code NO_LIMIT} or longer.
+ *
  * <p>Not thread-safe: configure on one thread, then call {@link #build()}, which may be called more
  * than once to build independent pools.
  */
@@ -36,6 +49,18 @@ public final class ConnectionPoolBuilder {
    */
   public static final int DEFAULT_MAX_CONCURRENT_CREATES = 3;
 
+  /**
+   * What a negative timeout means: no limit, represented as 36,500 days. No timer is armed for
+   * it. Any duration at least this long means no limit too.
+   */
+  public static final Duration NO_LIMIT = PoolConfig.NO_LIMIT;
+
+  /**
+   * The shortest {@code backgroundEvictionInterval}: 100 ms. Housekeeping scans every slot, so a
+   * shorter period would keep a thread busy for nothing.
+   */
+  public static final Duration MIN_BACKGROUND_EVICTION_INTERVAL = Duration.ofMillis(100);
+
   static final Duration DEFAULT_MAX_ACQUIRE_TIME = Duration.ofSeconds(30);
   static final Duration DEFAULT_MAX_CREATE_CONNECTION_TIME = Duration.ofSeconds(10);
   static final Duration DEFAULT_MAX_CLOSE_TIME = Duration.ofSeconds(5);
@@ -50,9 +75,10 @@ public final class ConnectionPoolBuilder {
 
   private final ConnectionFactory factory;
   private @Nullable String poolName;
-  private int maxSize = DEFAULT_MAX_SIZE;
+  // Null: not set, the default applies (and may adapt to the values that are set).
+  private @Nullable Integer maxSize;
   private @Nullable Integer initialSize;
-  private int minIdle;
+  private @Nullable Integer minIdle;
   private int maxPendingAcquires = Integer.MAX_VALUE;
   private Duration maxAcquireTime = DEFAULT_MAX_ACQUIRE_TIME;
   private Duration maxCreateConnectionTime = DEFAULT_MAX_CREATE_CONNECTION_TIME;
@@ -64,9 +90,9 @@ public final class ConnectionPoolBuilder {
   private Duration maxValidationTime = DEFAULT_MAX_VALIDATION_TIME;
   private Duration validationSkipWindow = DEFAULT_VALIDATION_SKIP_WINDOW;
   private Duration maxIdleTime = DEFAULT_MAX_IDLE_TIME;
-  private Duration maxLifeTime = DEFAULT_MAX_LIFE_TIME;
-  private Duration keepaliveInterval = DEFAULT_KEEPALIVE_INTERVAL;
-  private Duration backgroundEvictionInterval = DEFAULT_BACKGROUND_EVICTION_INTERVAL;
+  private @Nullable Duration maxLifeTime;
+  private @Nullable Duration keepaliveInterval;
+  private @Nullable Duration backgroundEvictionInterval;
   private int acquireRetry = 0;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate;
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
@@ -82,8 +108,15 @@ public final class ConnectionPoolBuilder {
     }
   }
 
-  /** The most connections open, opening or closing at once. Default 10; at least 1. */
+  /**
+   * The most connections open, opening or closing at once. Default 10, or the largest {@code
+   * initialSize}, {@code minIdle} or {@code maxConcurrentCreates} set if that is more; at least 1.
+   */
   public ConnectionPoolBuilder maxSize(int maxSize) {
+    if (maxSize == -1) {
+      throw new IllegalArgumentException("maxSize (-1) must be >= 1: r2dbc-pool's -1 (unbounded)"
+          + " has no equivalent, a Lagoon pool is always bounded");
+    }
     this.maxSize = atLeast("maxSize", maxSize, 1);
     return this;
   }
@@ -91,13 +124,17 @@ public final class ConnectionPoolBuilder {
   /**
    * Connections opened in the background as soon as the pool is built, and by {@link
    * ConnectionPool#warmup()}. Default 10 (or {@code maxSize} when smaller); 0 to open none up front.
+   * At most {@code maxSize} (an unset {@code maxSize} rises to it).
    */
   public ConnectionPoolBuilder initialSize(int initialSize) {
     this.initialSize = atLeast("initialSize", initialSize, 0);
     return this;
   }
 
-  /** Idle connections the pool keeps open. Default 0; at most {@code maxSize}. */
+  /**
+   * Idle connections the pool keeps open. Default 0; at most {@code maxSize} (an unset {@code
+   * maxSize} rises to it).
+   */
   public ConnectionPoolBuilder minIdle(int minIdle) {
     this.minIdle = atLeast("minIdle", minIdle, 0);
     return this;
@@ -114,25 +151,28 @@ public final class ConnectionPoolBuilder {
 
   /**
    * The bound on a whole acquire: waiting in the queue, opening a connection, validating it.
-   * Default 30 s; must be positive.
+   * Default 30 s; negative for no limit; not zero.
    */
   public ConnectionPoolBuilder maxAcquireTime(Duration maxAcquireTime) {
-    this.maxAcquireTime = positive("maxAcquireTime", maxAcquireTime);
+    this.maxAcquireTime = positiveOrNoLimit("maxAcquireTime", maxAcquireTime);
     return this;
   }
 
   /**
    * The bound on opening one physical connection; a slower attempt is cancelled and counts as a
-   * failed attempt. Default 10 s; must be positive.
+   * failed attempt. It also bounds {@code postAllocate}. Default 10 s; negative for no limit; not
+   * zero.
    */
   public ConnectionPoolBuilder maxCreateConnectionTime(Duration maxCreateConnectionTime) {
-    this.maxCreateConnectionTime = positive("maxCreateConnectionTime", maxCreateConnectionTime);
+    this.maxCreateConnectionTime =
+        positiveOrNoLimit("maxCreateConnectionTime", maxCreateConnectionTime);
     return this;
   }
 
   /**
    * How many physical connections may be opening at once. Default 3 (or {@code maxSize} when
-   * smaller): see {@link #DEFAULT_MAX_CONCURRENT_CREATES}. Between 1 and {@code maxSize}.
+   * smaller): see {@link #DEFAULT_MAX_CONCURRENT_CREATES}. Between 1 and {@code maxSize} (an unset
+   * {@code maxSize} rises to it).
    */
   public ConnectionPoolBuilder maxConcurrentCreates(int maxConcurrentCreates) {
     this.maxConcurrentCreates = atLeast("maxConcurrentCreates", maxConcurrentCreates, 1);
@@ -141,7 +181,7 @@ public final class ConnectionPoolBuilder {
 
   /**
    * The bound on closing one physical connection. When it passes, the pool stops waiting and frees
-   * the connection's slot. Default 5 s; must be positive.
+   * the connection's slot. Default 5 s; must be positive: closing is always bounded.
    */
   public ConnectionPoolBuilder maxCloseTime(Duration maxCloseTime) {
     this.maxCloseTime = positive("maxCloseTime", maxCloseTime);
@@ -194,10 +234,10 @@ public final class ConnectionPoolBuilder {
 
   /**
    * The bound on one validation and on the reset of a returned connection; a connection that takes
-   * longer is closed and replaced. Default 5 s; must be positive.
+   * longer is closed and replaced. Default 5 s; negative for no limit; not zero.
    */
   public ConnectionPoolBuilder maxValidationTime(Duration maxValidationTime) {
-    this.maxValidationTime = positive("maxValidationTime", maxValidationTime);
+    this.maxValidationTime = positiveOrNoLimit("maxValidationTime", maxValidationTime);
     return this;
   }
 
@@ -210,38 +250,63 @@ public final class ConnectionPoolBuilder {
     return this;
   }
 
-  /** Idle connections beyond {@code minIdle} are closed after this. Default 30 min; positive. */
+  /**
+   * Idle connections beyond {@code minIdle} are closed after this. Default 30 min; negative for no
+   * limit; not zero.
+   */
   public ConnectionPoolBuilder maxIdleTime(Duration maxIdleTime) {
-    this.maxIdleTime = positive("maxIdleTime", maxIdleTime);
+    this.maxIdleTime = positiveOrNoLimit("maxIdleTime", maxIdleTime);
     return this;
   }
 
   /**
    * Connections are retired at this age minus a random jitter of up to 2.5 %, so a pool never
-   * expires at once; a lent connection is retired when it comes back. Default 30 min; positive.
+   * expires at once; a lent connection is retired when it comes back. A new connection always
+   * serves the borrower it was opened for (or is parked once), however short this is. Default
+   * 30 min, or twice a longer {@code keepaliveInterval} that is set; negative for no limit; not
+   * zero.
    */
   public ConnectionPoolBuilder maxLifeTime(Duration maxLifeTime) {
-    this.maxLifeTime = positive("maxLifeTime", maxLifeTime);
+    this.maxLifeTime = positiveOrNoLimit("maxLifeTime", maxLifeTime);
     return this;
   }
 
   /**
    * Idle connections are validated this often (minus up to 10 % jitter), so a connection that the
    * server or a firewall dropped is replaced before a borrower meets it, and traffic keeps idle
-   * ones alive. Default 2 min; zero disables; otherwise less than {@code maxLifeTime}.
+   * ones alive. Default 2 min, or half of {@code maxLifeTime} or {@code maxIdleTime} if that is
+   * shorter; zero disables; otherwise less than {@code maxLifeTime}.
    */
   public ConnectionPoolBuilder keepaliveInterval(Duration keepaliveInterval) {
-    this.keepaliveInterval = notNegative("keepaliveInterval", keepaliveInterval);
+    Objects.requireNonNull(keepaliveInterval, "keepaliveInterval must not be null");
+    if (keepaliveInterval.isNegative()) {
+      throw new IllegalArgumentException("keepaliveInterval (" + keepaliveInterval
+          + ") must not be negative (zero disables keepalive)");
+    }
+    this.keepaliveInterval = capped(keepaliveInterval);
     return this;
   }
 
   /**
    * How often housekeeping runs: idle and lifetime retirement, keepalive, {@code minIdle} refill.
-   * Default 30 s; positive.
+   * Default 30 s, or half the shortest of {@code keepaliveInterval}, {@code maxIdleTime} and
+   * {@code maxLifeTime} if that is less (but not below {@link #MIN_BACKGROUND_EVICTION_INTERVAL}).
+   * Zero or negative keeps the default (r2dbc-pool's zero disabled its background eviction; Lagoon
+   * always runs housekeeping); otherwise at least {@link #MIN_BACKGROUND_EVICTION_INTERVAL}.
    */
   public ConnectionPoolBuilder backgroundEvictionInterval(Duration backgroundEvictionInterval) {
-    this.backgroundEvictionInterval =
-        positive("backgroundEvictionInterval", backgroundEvictionInterval);
+    Objects.requireNonNull(backgroundEvictionInterval,
+        "backgroundEvictionInterval must not be null");
+    if (backgroundEvictionInterval.isNegative() || backgroundEvictionInterval.isZero()) {
+      this.backgroundEvictionInterval = null;
+      return this;
+    }
+    if (backgroundEvictionInterval.compareTo(MIN_BACKGROUND_EVICTION_INTERVAL) < 0) {
+      throw new IllegalArgumentException("backgroundEvictionInterval ("
+          + backgroundEvictionInterval + ") must be at least " + MIN_BACKGROUND_EVICTION_INTERVAL
+          + ", or zero or negative for the default");
+    }
+    this.backgroundEvictionInterval = capped(backgroundEvictionInterval);
     return this;
   }
 
@@ -307,24 +372,82 @@ public final class ConnectionPoolBuilder {
     return new ConnectionPool(config());
   }
 
+  /**
+   * The configuration: the values set, and defaults adapted to them (see the class comment). Only
+   * values that were both set explicitly can contradict each other; such a pair is refused, naming
+   * both.
+   */
   PoolConfig config() {
-    int initial = initialSize != null ? initialSize : Math.min(DEFAULT_INITIAL_SIZE, maxSize);
-    atMost("initialSize", initial, "maxSize", maxSize);
-    atMost("minIdle", minIdle, "maxSize", maxSize);
+    // Sizes: an explicit value is checked against an explicit maxSize; an unset maxSize makes room.
+    int size = maxSize != null ? maxSize
+        : Math.max(DEFAULT_MAX_SIZE, Math.max(orZero(initialSize),
+            Math.max(orZero(minIdle), orZero(maxConcurrentCreates))));
+    int initial = initialSize != null ? initialSize : Math.min(DEFAULT_INITIAL_SIZE, size);
+    atMost("initialSize", initial, "maxSize", size);
+    int idleMin = orZero(minIdle);
+    atMost("minIdle", idleMin, "maxSize", size);
     int creates = maxConcurrentCreates != null
-        ? maxConcurrentCreates : Math.min(DEFAULT_MAX_CONCURRENT_CREATES, maxSize);
-    atMost("maxConcurrentCreates", creates, "maxSize", maxSize);
-    if (!keepaliveInterval.isZero() && keepaliveInterval.compareTo(maxLifeTime) >= 0) {
-      throw new IllegalArgumentException("keepaliveInterval (" + keepaliveInterval
-          + ") must be < maxLifeTime (" + maxLifeTime + "), or zero to disable keepalive");
+        ? maxConcurrentCreates : Math.min(DEFAULT_MAX_CONCURRENT_CREATES, size);
+    atMost("maxConcurrentCreates", creates, "maxSize", size);
+
+    // Times: keepalive must come before retirement; defaults make way for what was set.
+    Duration life = maxLifeTime;
+    Duration keepalive = keepaliveInterval;
+    if (life != null && keepalive != null && !keepalive.isZero() && !PoolConfig.isNoLimit(keepalive)
+        && keepalive.compareTo(life) >= 0) {
+      throw new IllegalArgumentException("keepaliveInterval (" + keepalive
+          + ") must be < maxLifeTime (" + life + "), or zero to disable keepalive");
     }
+    if (life == null) {
+      life = keepalive != null && keepalive.compareTo(DEFAULT_MAX_LIFE_TIME) >= 0
+          ? capped(keepalive.multipliedBy(2)) : DEFAULT_MAX_LIFE_TIME;
+    }
+    if (keepalive == null) {
+      keepalive = min(DEFAULT_KEEPALIVE_INTERVAL, min(life.dividedBy(2), maxIdleTime.dividedBy(2)));
+    }
+    Duration housekeeping = backgroundEvictionInterval;
+    if (housekeeping == null) {
+      Duration shortest = min(life, maxIdleTime);
+      if (!keepalive.isZero()) {
+        shortest = min(shortest, keepalive);
+      }
+      housekeeping = max(MIN_BACKGROUND_EVICTION_INTERVAL,
+          min(DEFAULT_BACKGROUND_EVICTION_INTERVAL, shortest.dividedBy(2)));
+    }
+
     String name = poolName != null ? poolName : "lagoon-" + POOL_COUNTER.incrementAndGet();
-    return new PoolConfig(factory, name, maxSize, initial, minIdle, maxPendingAcquires,
+    return new PoolConfig(factory, name, size, initial, idleMin, maxPendingAcquires,
         maxAcquireTime, maxCreateConnectionTime, creates, maxCloseTime,
         scheduler != null ? scheduler : Schedulers.parallel(), validationDepth, validationQuery,
-        maxValidationTime, validationSkipWindow, maxIdleTime, maxLifeTime, keepaliveInterval,
-        backgroundEvictionInterval, acquireRetry, postAllocate, preRelease, registerJmx,
-        sessionReset);
+        maxValidationTime, validationSkipWindow, maxIdleTime, life, keepalive, housekeeping,
+        acquireRetry, postAllocate, preRelease, registerJmx, sessionReset);
+  }
+
+  private static int orZero(@Nullable Integer value) {
+    return value != null ? value : 0;
+  }
+
+  private static Duration min(Duration a, Duration b) {
+    return a.compareTo(b) <= 0 ? a : b;
+  }
+
+  private static Duration max(Duration a, Duration b) {
+    return a.compareTo(b) >= 0 ? a : b;
+  }
+
+  /** A duration of {@link #NO_LIMIT} or more is {@code NO_LIMIT}, so nanoseconds never overflow. */
+  private static Duration capped(Duration value) {
+    return PoolConfig.isNoLimit(value) ? NO_LIMIT : value;
+  }
+
+  /** A positive timeout, or r2dbc-pool's negative "no timeout"; zero has no meaning here. */
+  private static Duration positiveOrNoLimit(String option, Duration value) {
+    Objects.requireNonNull(value, () -> option + " must not be null");
+    if (value.isZero()) {
+      throw new IllegalArgumentException(option + " (" + value
+          + ") must be positive, or negative for no limit");
+    }
+    return value.isNegative() ? NO_LIMIT : capped(value);
   }
 
   private static Duration notNegative(String option, Duration value) {
@@ -332,7 +455,7 @@ public final class ConnectionPoolBuilder {
     if (value.isNegative()) {
       throw new IllegalArgumentException(option + " (" + value + ") must not be negative");
     }
-    return value;
+    return capped(value);
   }
 
   private static int atLeast(String option, int value, int min) {
@@ -354,6 +477,6 @@ public final class ConnectionPoolBuilder {
     if (value.isNegative() || value.isZero()) {
       throw new IllegalArgumentException(option + " (" + value + ") must be positive");
     }
-    return value;
+    return capped(value);
   }
 }

@@ -1,5 +1,6 @@
 package io.lagoon;
 
+import io.lagoon.internal.DriverOptions;
 import io.lagoon.internal.PoolOptions;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
@@ -35,8 +36,14 @@ import org.jspecify.annotations.Nullable;
  * maxConcurrentCreates}, {@code maxCloseTime}, ...). Durations are ISO-8601 ({@code PT30S}) or a
  * whole number with a unit {@code ms}, {@code s}, {@code m}, {@code h} or {@code d} ({@code 30s}).
  *
+ * <p>An option that is not a pool option but looks like one ({@code maxsize}, {@code max_size},
+ * {@code maxSzie}: another case, separators between words, or up to two typing errors) and that
+ * the driver does not declare (as a {@code public static} {@link io.r2dbc.spi.Option} constant of
+ * its {@link ConnectionFactoryProvider}, or a standard one) is refused, naming the pool option it
+ * resembles: passed to the driver, it would be ignored while the pool ran with its default.
+ *
  * <p>Errors are {@link IllegalArgumentException}s that name the offending option and echo only its
- * value: never the URL or the password.
+ * value: never the URL or the password, and never the value of an unknown option.
  *
  * <p>Stateless and thread-safe.
  */
@@ -107,6 +114,9 @@ public final class LagoonConnectionFactoryProvider implements ConnectionFactoryP
           + " after 'lagoon:' must be on the class path (" + URL_FORM + "); available drivers: "
           + availableDrivers());
     }
+    PoolOptions.checkNoLookalikes(options,
+        DriverOptions.declaredFor(delegateOptions, LAGOON_DRIVER),
+        "r2dbc:lagoon:" + delegateSpec, driver);
     ConnectionFactory factory = ConnectionFactories.get(delegateOptions);
 
     ConnectionPoolBuilder builder = ConnectionPool.builder(factory);

@@ -2,7 +2,6 @@ package io.lagoon;
 
 import io.lagoon.testing.FakeConnection;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.Wrapped;
 import java.util.concurrent.atomic.AtomicReference;
 import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
@@ -74,9 +73,7 @@ final class Borrower implements CoreSubscriber<Connection> {
 
   /** The fake physical connection behind the handle. */
   FakeConnection physical() {
-    @SuppressWarnings("unchecked")
-    Connection c = ((Wrapped<Connection>) connection()).unwrap();
-    return (FakeConnection) c;
+    return (FakeConnection) io.lagoon.testing.Peek.physical(connection());
   }
 
   void release() {

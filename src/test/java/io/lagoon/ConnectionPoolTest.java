@@ -834,8 +834,6 @@ class ConnectionPoolTest extends PoolFixture {
   }
 
   private static Connection unwrap(Connection c) {
-    @SuppressWarnings("unchecked")
-    Connection physical = ((io.r2dbc.spi.Wrapped<Connection>) c).unwrap();
-    return physical;
+    return io.lagoon.testing.Peek.physical(c);
   }
 }

@@ -359,6 +359,153 @@ class LagoonConnectionFactoryProviderTest {
   }
 
   // ---------------------------------------------------------------------------------------------
+  // r2dbc-pool's values: negative means no limit, zero where it means something, defaults adapt
+  // ---------------------------------------------------------------------------------------------
+
+  @Test
+  void negativeDurationsMeanNoLimitAsInR2dbcPool() {
+    PoolConfig c = config("maxAcquireTime=-PT1S&maxLifeTime=PT-1S&maxIdleTime=-1s"
+        + "&maxCreateConnectionTime=-1ms&maxValidationTime=-PT0.5S");
+    assertThat(List.of(c.maxAcquireTime(), c.maxLifeTime(), c.maxIdleTime(),
+        c.maxCreateConnectionTime(), c.maxValidationTime()))
+        .containsOnly(ConnectionPoolBuilder.NO_LIMIT);
+    assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofMinutes(2));
+  }
+
+  @Test
+  void aBareZeroIsReadWhereZeroMeansSomething() {
+    PoolConfig c = config("keepaliveInterval=0&validationSkipWindow=0&backgroundEvictionInterval=0");
+    assertThat(c.keepaliveInterval()).as("disabled").isZero();
+    assertThat(c.validationSkipWindow()).as("validate every borrow").isZero();
+    assertThat(c.backgroundEvictionInterval()).as("the default").isEqualTo(Duration.ofSeconds(30));
+    assertThat(config("backgroundEvictionInterval=-PT1M").backgroundEvictionInterval())
+        .isEqualTo(Duration.ofSeconds(30));
+  }
+
+  @Test
+  void aShortLifetimeAloneIsAcceptedAndTheKeepaliveDefaultFollowsIt() {
+    PoolConfig c = config("maxLifeTime=PT1M");
+    assertThat(c.maxLifeTime()).isEqualTo(Duration.ofMinutes(1));
+    assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofSeconds(30));
+    assertThat(config("maxIdleTime=PT1M").keepaliveInterval()).isEqualTo(Duration.ofSeconds(30));
+    assertThat(config("minIdle=12").maxSize()).isEqualTo(12);
+    assertThat(config("initialSize=15").maxSize()).isEqualTo(15);
+    rejectsOption("maxLifeTime=PT1M&keepaliveInterval=PT1M", "keepaliveInterval (PT1M) must be <"
+        + " maxLifeTime (PT1M), or zero to disable keepalive");
+    rejectsOption("maxSize=8&minIdle=9", "minIdle (9) must be <= maxSize (8)");
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Lookalikes: options that resemble a pool option are refused, driver options pass
+  // ---------------------------------------------------------------------------------------------
+
+  private static String lookalike(String name, String meant, String why, String driver) {
+    return "unknown option '" + name + "' in r2dbc:lagoon:" + driver + ": did you mean '" + meant
+        + "'? It is not a pool option" + why + " and the " + driver
+        + " driver does not declare it";
+  }
+
+  @Test
+  void misspeltPoolOptionsAreRefusedInsteadOfSilentlyIgnored() {
+    String cased = " (pool option names are case-sensitive)";
+    String camel = " (pool option names are camelCase, as in r2dbc-pool)";
+    rejectsOption("maxsize=5", lookalike("maxsize", "maxSize", cased, "recording"));
+    rejectsOption("MaxSize=5", lookalike("MaxSize", "maxSize", cased, "recording"));
+    rejectsOption("max_size=5", lookalike("max_size", "maxSize", camel, "recording"));
+    rejectsOption("maxSzie=7", lookalike("maxSzie", "maxSize", "", "recording"));
+    rejectsOption("max-idle-time=PT1M", lookalike("max-idle-time", "maxIdleTime", camel,
+        "recording"));
+    rejectsOption("minIdel=2", lookalike("minIdel", "minIdle", "", "recording"));
+    rejectsOption("maxLifetime=PT1M", lookalike("maxLifetime", "maxLifeTime", cased, "recording"));
+    rejectsOption("validationQuerry=SELECT%201", lookalike("validationQuerry", "validationQuery",
+        "", "recording"));
+    rejectsOption("keepAliveInterval=0", lookalike("keepAliveInterval", "keepaliveInterval", cased,
+        "recording"));
+    rejectsOption("poolname=x", lookalike("poolname", "poolName", cased, "recording"));
+  }
+
+  @Test
+  void aLookalikeIsRefusedForARealDriverAndThePasswordNeverShows() {
+    rejects("r2dbc:lagoon:postgresql://app:" + SECRET + "@127.0.0.1:1/shop?maxSzie=7",
+        lookalike("maxSzie", "maxSize", "", "postgresql"));
+    // the value of an unknown option may be a password: it is never echoed
+    rejects("r2dbc:lagoon:postgresql://app@127.0.0.1:1/shop?max_size=" + SECRET,
+        lookalike("max_size", "maxSize", " (pool option names are camelCase, as in r2dbc-pool)",
+            "postgresql"));
+    assertThatThrownBy(() -> LagoonConnectionFactoryProvider.builder(ConnectionFactoryOptions
+        .builder().option(DRIVER, "lagoon").option(PROTOCOL, "mariadb")
+        .option(Option.sensitiveValueOf("initial_size"), SECRET).build()))
+        .isInstanceOf(IllegalArgumentException.class)
+        .hasMessage(lookalike("initial_size", "initialSize",
+            " (pool option names are camelCase, as in r2dbc-pool)", "mariadb"));
+  }
+
+  @Test
+  void aLookalikeThatTheDriverDeclaresGoesToTheDriver() {
+    RecordingFactory driver = (RecordingFactory) config("maxIdle=3&minIdle=1").factory();
+    assertThat(driver.options().getValue(RecordingDriver.MAX_IDLE)).isEqualTo("3");
+    assertThat(driver.options().hasOption(Option.valueOf("minIdle"))).isFalse();
+    // the same name to a driver that does not declare it
+    rejects("r2dbc:lagoon:postgresql://app@127.0.0.1:1/shop?maxIdle=3",
+        lookalike("maxIdle", "minIdle", "", "postgresql"));
+  }
+
+  /** The names of the public static Option constants of a driver's provider. */
+  private static List<String> declaredOptionNames(Class<?> provider) throws Exception {
+    List<String> names = new ArrayList<>();
+    for (java.lang.reflect.Field f : provider.getDeclaredFields()) {
+      if (java.lang.reflect.Modifier.isStatic(f.getModifiers())
+          && java.lang.reflect.Modifier.isPublic(f.getModifiers())
+          && Option.class.isAssignableFrom(f.getType())) {
+        names.add(((Option<?>) f.get(null)).name());
+      }
+    }
+    return names;
+  }
+
+  @ParameterizedTest
+  @ValueSource(classes = {io.r2dbc.postgresql.PostgresqlConnectionFactoryProvider.class,
+      org.mariadb.r2dbc.MariadbConnectionFactoryProvider.class})
+  void everyOptionOfTheRealDriversLooksLikeNoPoolOptionAndPassesThrough(Class<?> provider)
+      throws Exception {
+    List<String> names = declaredOptionNames(provider);
+    assertThat(names).as("options found").hasSizeGreaterThan(20)
+        .contains("sslMode", "tcpKeepAlive");
+    assertThat(names).allSatisfy(n -> assertThat(PoolOptions.lookalike(n)).as(n).isNull());
+    // through a driver that declares none of them, so only their spelling lets them through
+    ConnectionFactoryOptions.Builder options = ConnectionFactoryOptions.builder()
+        .option(DRIVER, "lagoon").option(PROTOCOL, "recording")
+        .option(Option.valueOf("maxSize"), "4");
+    names.forEach(n -> options.option(Option.valueOf(n), "v-" + n));
+    RecordingFactory driver = (RecordingFactory) LagoonConnectionFactoryProvider
+        .builder(options.build()).config().factory();
+    for (String n : names) {
+      assertThat(driver.options().getValue(Option.valueOf(n))).as(n).isEqualTo("v-" + n);
+    }
+  }
+
+  @Test
+  void postgresqlDriverOptionsReachTheSession() {
+    String app = "lagoon-options-passthrough-" + ProcessHandle.current().pid();
+    String url = withQuery(MariadbSupport.toLagoonUrl(PostgresSupport.r2dbcUrl()),
+        "maxSize=2&initialSize=0&maxLifeTime=PT1M&applicationName=" + app
+            + "&statementTimeout=PT7S&lockWaitTimeout=PT3S&tcpKeepAlive=true&fetchSize=50"
+            + "&preparedStatementCacheQueries=8");
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(url);
+    try {
+      String settings = pool.withConnection(c -> Flux.from(c.createStatement(
+              "SELECT current_setting('application_name') || '/'"
+                  + " || current_setting('statement_timeout') || '/'"
+                  + " || current_setting('lock_timeout') AS s").execute())
+          .concatMap(r -> r.map((row, meta) -> row.get("s", String.class))))
+          .single().block(Duration.ofSeconds(30));
+      assertThat(settings).isEqualTo(app + "/7s/3s");
+    } finally {
+      closeAndCheck(pool);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
   // Bad input: one clear IllegalArgumentException, naming the option, echoing only its value
   // ---------------------------------------------------------------------------------------------
 
@@ -419,6 +566,8 @@ class LagoonConnectionFactoryProviderTest {
   void malformedDurationsAreRefusedWithTheAcceptedForms() {
     rejectsOption("maxIdleTime=abc", "maxIdleTime ('abc') must be a duration: " + DURATION_FORMS);
     rejectsOption("maxAcquireTime=30", "maxAcquireTime ('30') needs a unit: use " + DURATION_FORMS);
+    rejectsOption("maxAcquireTime=-1", "maxAcquireTime ('-1') needs a unit: use " + DURATION_FORMS
+        + " (any negative duration, such as -1s or -PT1S, means no limit)");
     rejectsOption("maxAcquireTime=5sec", "maxAcquireTime ('5sec') must be a duration: "
         + DURATION_FORMS);
     rejectsOption("maxAcquireTime=1.5s", "maxAcquireTime ('1.5s') must be a duration: "
@@ -431,14 +580,20 @@ class LagoonConnectionFactoryProviderTest {
 
   @Test
   void outOfRangeValuesBringTheBuildersMessage() {
-    rejectsOption("maxSize=-1", "maxSize (-1) must be >= 1");
+    rejectsOption("maxSize=-1", "maxSize (-1) must be >= 1: r2dbc-pool's -1 (unbounded) has no"
+        + " equivalent, a Lagoon pool is always bounded");
+    rejectsOption("maxSize=0", "maxSize (0) must be >= 1");
     rejectsOption("initialSize=-2", "initialSize (-2) must be >= 0");
     rejectsOption("maxPendingAcquires=0", "maxPendingAcquires (0) must be >= 1");
-    rejectsOption("maxAcquireTime=-5s", "maxAcquireTime (PT-5S) must be positive");
+    rejectsOption("maxAcquireTime=0", "maxAcquireTime (PT0S) must be positive, or negative for no"
+        + " limit");
     rejectsOption("maxCloseTime=PT0S", "maxCloseTime (PT0S) must be positive");
+    rejectsOption("maxCloseTime=0", "maxCloseTime (PT0S) must be positive");
+    rejectsOption("maxCloseTime=-1s", "maxCloseTime (PT-1S) must be positive");
     rejectsOption("poolName=%20", "poolName (' ') must not be blank");
     rejectsOption("maxSize=5&initialSize=6", "initialSize (6) must be <= maxSize (5)");
-    rejectsOption("maxIdleTime=-1s", "maxIdleTime (PT-1S) must be positive");
+    rejectsOption("maxLifeTime=PT0S", "maxLifeTime (PT0S) must be positive, or negative for no"
+        + " limit");
     rejectsOption("acquireRetry=-1", "acquireRetry (-1) must be >= 0");
     rejectsOption("validationQuery=%20", "validationQuery (' ') must not be blank");
     rejectsOption("keepaliveInterval=2h&maxLifeTime=1h",

@@ -5,7 +5,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 import io.lagoon.testing.FakeConnection;
 import io.lagoon.testing.FakeConnectionFactory;
 import io.lagoon.testing.FakeSqlException;
+import io.lagoon.testing.TickingVirtualTime;
 import io.r2dbc.spi.Connection;
+import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.ConnectionFactoryMetadata;
 import io.r2dbc.spi.IsolationLevel;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.R2dbcTransientResourceException;
@@ -14,7 +17,9 @@ import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
+import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.Test;
+import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.test.StepVerifier;
@@ -213,12 +218,16 @@ class LifecycleTest extends PoolFixture {
 
     Borrower b = Borrower.borrow(pool.create());
     assertThat(b.physical()).isSameAs(physical);
-    // behind the handle's back: the reset compares what the driver reports
+    // behind the handle's back, on a driver without a session reset statement: anything may have
+    // changed, so the connection is replaced rather than trusted
     Mono.from(((io.r2dbc.spi.Wrapped<?>) b.connection()).unwrap() instanceof Connection raw
         ? raw.setTransactionIsolationLevel(IsolationLevel.REPEATABLE_READ) : Mono.empty()).block();
     b.release();
-    assertThat(physical.isolationLevel()).isEqualTo(IsolationLevel.READ_COMMITTED);
-    assertThat(pool.stats().idle()).isEqualTo(1);
+    assertThat(physical.isClosed()).isTrue();
+    Borrower c = Borrower.borrow(pool.create());
+    assertThat(c.physical()).isNotSameAs(physical);
+    assertThat(c.physical().isolationLevel()).isEqualTo(IsolationLevel.READ_COMMITTED);
+    c.release();
   }
 
   @Test
@@ -453,6 +462,44 @@ class LifecycleTest extends PoolFixture {
     a.release();
     assertThat(physical.isClosed()).isTrue();
     assertThat(pool.stats().allocated()).isZero();
+  }
+
+  @Test
+  void aLifetimeShorterThanThePoolsOwnWorkStillServesEachBorrowerWithOneConnect() {
+    // Every read of the pool's clock moves it on by 1 ms, so a connection is past a 1 us lifetime
+    // by the next time the pool looks at it: a new connection must still serve its borrower
+    // instead of being retired at once and replaced, again and again.
+    TickingVirtualTime ticking = new TickingVirtualTime(Duration.ofMillis(1));
+    FakeConnectionFactory fake = new FakeConnectionFactory().scheduler(ticking);
+    AtomicInteger connects = new AtomicInteger();
+    ConnectionFactory stopsAfter100 = new ConnectionFactory() { // so a loop ends, and shows
+      @Override
+      public Publisher<? extends Connection> create() {
+        return connects.incrementAndGet() <= 100 ? fake.create() : Mono.never();
+      }
+
+      @Override
+      public ConnectionFactoryMetadata getMetadata() {
+        return fake.getMetadata();
+      }
+    };
+    ConnectionPool pool = ConnectionPool.builder(stopsAfter100).initialSize(0).maxSize(2)
+        .maxLifeTime(Duration.ofNanos(1_000)).scheduler(ticking).poolName("life").build();
+    try {
+      for (int i = 0; i < 5; i++) {
+        Borrower b = Borrower.borrow(pool.create());
+        assertThat(b.error()).isNull();
+        assertThat(b.got()).as("borrower %d served (connects so far: %d)", i, connects.get())
+            .isTrue();
+        b.release();
+      }
+      assertThat(connects.get()).as("one connect per borrower").isEqualTo(5);
+      assertThat(fake.closed()).as("each retired when it came back").isEqualTo(5);
+      assertThat(pool.stats().allocated()).isZero();
+    } finally {
+      pool.dispose();
+      ticking.dispose();
+    }
   }
 
   @Test
@@ -767,5 +814,24 @@ class LifecycleTest extends PoolFixture {
     assertThat(driver.closing()).isZero();
     assertThat(driver.maxLive()).isEqualTo(4);
     waiter.release();
+  }
+
+  @Test
+  void whenTheLastOpenConnectionDiesAfterAConnectFailedItsWaitersFailAtOnce() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxAcquireTime(Duration.ofSeconds(30)));
+    Borrower holder = Borrower.borrow(pool.create());
+    Borrower other = Borrower.borrow(pool.create());
+    driver.failConnects(true);
+    holder.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+    StepVerifier.create(Flux.from(holder.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    other.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+    StepVerifier.create(Flux.from(other.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    holder.release(); // broken: closed; its replacement connect fails, one connection still open
+    Borrower waiter = Borrower.borrow(pool.create());
+    assertThat(waiter.error()).as("a connection is still open: wait for it").isNull();
+    other.release(); // the last open connection goes: nothing left to wait for
+    assertThat(waiter.error()).isInstanceOf(PoolUnavailableException.class);
   }
 }

@@ -6,7 +6,6 @@ import io.lagoon.testing.FakeConnection;
 import io.lagoon.testing.FakeConnectionFactory;
 import io.lagoon.testing.SerializedVirtualTime;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.Wrapped;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -186,8 +185,7 @@ class RandomizedPoolTest {
 
     @Override
     public void onNext(Connection c) {
-      @SuppressWarnings("unchecked")
-      FakeConnection physical = (FakeConnection) ((Wrapped<Connection>) c).unwrap();
+      FakeConnection physical = (FakeConnection) io.lagoon.testing.Peek.physical(c);
       Probe other = lentNow.putIfAbsent(physical, this);
       if (other != null) {
         throw new AssertionError("connection " + physical.id() + " lent twice");
@@ -227,8 +225,7 @@ class RandomizedPoolTest {
     void releaseIfHeld(ConcurrentHashMap<FakeConnection, Probe> lentNow) {
       Connection c = held.getAndSet(null);
       if (c != null) {
-        @SuppressWarnings("unchecked")
-        FakeConnection physical = (FakeConnection) ((Wrapped<Connection>) c).unwrap();
+        FakeConnection physical = (FakeConnection) io.lagoon.testing.Peek.physical(c);
         lentNow.remove(physical, this);
         Mono.from(c.close()).block();
       }

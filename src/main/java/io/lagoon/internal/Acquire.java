@@ -31,6 +31,7 @@ final class Acquire implements Subscription, Runnable {
   private static final VarHandle STATE;
   private static final VarHandle TIMER;
   private static final Disposable TIMER_OFF = () -> {};
+  private static final long NO_LIMIT_NANOS = PoolConfig.NO_LIMIT.toNanos();
 
   static {
     try {
@@ -135,6 +136,9 @@ final class Acquire implements Subscription, Runnable {
   }
 
   private void armTimer(long timeoutNanos) {
+    if (timeoutNanos >= NO_LIMIT_NANOS) {
+      return; // maxAcquireTime is "no limit": no timer at all
+    }
     try {
       Disposable d = core.scheduler().schedule(this::onTimeout, timeoutNanos, TimeUnit.NANOSECONDS);
       if (!TIMER.compareAndSet(this, null, d)) {

@@ -190,7 +190,8 @@ final class Creator {
   }
 
   private void publish(PooledEntry e, Connection c, @Nullable Fill fill) {
-    lifecycle.opened(e, core.now());
+    long now = core.now();
+    lifecycle.opened(e, now);
     e.connection = c;
     created.increment();
     failureStreak.set(0);
@@ -199,7 +200,7 @@ final class Creator {
     }
     // Deliveries made by offer() wait until this bookkeeping is done.
     Trampoline.hold(() -> {
-      core.offer(e);
+      core.offer(e, now); // at the instant its lifetime began: see PoolCore.offer
       creating.decrementAndGet();
       createIfNeeded();
       core.checkTerminatedIfClosing();
@@ -393,8 +394,8 @@ final class Creator {
     @Override
     public void onSubscribe(Subscription s) {
       subscription = s;
-      timer = core.scheduler().schedule(this::onTimeout,
-          core.config().maxCreateConnectionTime().toNanos(), TimeUnit.NANOSECONDS);
+      timer = Timers.after(core.scheduler(), core.config().maxCreateConnectionTime(),
+          this::onTimeout);
       s.request(Long.MAX_VALUE);
     }
 
@@ -432,8 +433,7 @@ final class Creator {
         onFailed(entry, fill, new R2dbcTimeoutException("pool '" + core.name()
             + "': opening a connection took longer than maxCreateConnectionTime "
             + core.config().maxCreateConnectionTime()), false);
-        core.scheduler().schedule(this::freeSlot, core.config().maxCloseTime().toNanos(),
-            TimeUnit.NANOSECONDS);
+        Timers.after(core.scheduler(), core.config().maxCloseTime(), this::freeSlot);
         createIfNeeded(); // other free slots may serve the waiters meanwhile (after back-off)
       }
     }
@@ -443,8 +443,8 @@ final class Creator {
       if (late.compareAndExchange(null, c) == c) {
         return; // already closing it
       }
-      Mono.defer(() -> Mono.from(c.close()))
-          .timeout(core.config().maxCloseTime(), core.scheduler())
+      Timers.within(Mono.defer(() -> Mono.from(c.close())), core.config().maxCloseTime(),
+              core.scheduler())
           .onErrorResume(err -> Mono.empty())
           .doFinally(signal -> {
             if (timedOut) {

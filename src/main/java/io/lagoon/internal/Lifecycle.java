@@ -40,6 +40,9 @@ final class Lifecycle {
   private final long maxIdleNanos;
   private final long maxLifeNanos;
   private final long keepaliveNanos;
+  /** False when maxLifeTime / maxIdleTime is no limit: then no age ever retires a connection. */
+  private final boolean lifeLimited;
+  private final boolean idleLimited;
   private volatile @Nullable Disposable housekeeping;
   /** Idle entries taken out for keepalive or a restart check; they still count toward minIdle. */
   private final AtomicInteger revalidating = new AtomicInteger();
@@ -55,6 +58,8 @@ final class Lifecycle {
     this.maxIdleNanos = config.maxIdleTime().toNanos();
     this.maxLifeNanos = config.maxLifeTime().toNanos();
     this.keepaliveNanos = config.keepaliveInterval().toNanos();
+    this.lifeLimited = !PoolConfig.isNoLimit(config.maxLifeTime());
+    this.idleLimited = !PoolConfig.isNoLimit(config.maxIdleTime());
   }
 
   // ---------------------------------------------------------------- new connections
@@ -76,14 +81,16 @@ final class Lifecycle {
    * like a failed connect.
    */
   Mono<Void> captureSession(PooledEntry e, Connection c) {
-    return Mono.defer(() -> {
+    return Timers.within(Mono.defer(() -> {
       e.initialAutoCommit = c.isAutoCommit();
       e.initialIsolation = c.getTransactionIsolationLevel();
       if (!SessionResets.isPostgres(c)) {
         return Mono.empty();
       }
-      return SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql).then();
-    }).timeout(config.maxCreateConnectionTime(), core.scheduler());
+      return SessionResets.syncIsolation(c).doOnNext(level -> e.initialIsolation = level)
+          .then(SessionResets.postgresResetSql(c).doOnNext(sql -> e.sessionResetSql = sql))
+          .then();
+    }), config.maxCreateConnectionTime(), core.scheduler());
   }
 
   /** Runs postAllocate, bounded by maxCreateConnectionTime; empty when none is configured. */
@@ -92,15 +99,15 @@ final class Lifecycle {
     if (hook == null) {
       return Mono.empty();
     }
-    return Mono.defer(() -> Mono.from(hook.apply(c)))
-        .timeout(config.maxCreateConnectionTime(), core.scheduler());
+    return Timers.within(Mono.defer(() -> Mono.from(hook.apply(c))),
+        config.maxCreateConnectionTime(), core.scheduler());
   }
 
   // ---------------------------------------------------------------- borrow
 
   /** Whether an entry must be closed rather than lent or pooled: broken, soft-evicted or too old. */
   boolean mustRetire(PooledEntry e, long now) {
-    return e.broken || e.epoch != core.epoch() || now - e.expiresAtNanos >= 0;
+    return e.broken || e.epoch != core.epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
   }
 
   /** Whether an IDLE entry must be validated before it is lent. */
@@ -189,7 +196,7 @@ final class Lifecycle {
             .concatMap(r -> r.map((row, meta) -> Boolean.TRUE))
             .then(Mono.just(Boolean.TRUE))
         : Mono.defer(() -> Mono.from(c.validate(config.validationDepth())));
-    return check.timeout(config.maxValidationTime(), core.scheduler())
+    return Timers.within(check, config.maxValidationTime(), core.scheduler())
         .defaultIfEmpty(Boolean.FALSE)
         .onErrorReturn(Boolean.FALSE);
   }
@@ -203,7 +210,9 @@ final class Lifecycle {
    * local getters; a driver that throws from them is a broken connection.
    */
   boolean needsReset(PooledEntry e, int dirty) {
-    if (dirty != 0 || config.preRelease() != null) {
+    int relevant = config.sessionReset() == SessionReset.ALWAYS && e.sessionResetSql != null
+        ? dirty : dirty & ~PooledConnection.RAN_SQL;
+    if (relevant != 0 || config.preRelease() != null) {
       return true;
     }
     Connection c = e.connection();
@@ -230,8 +239,7 @@ final class Lifecycle {
       return false;
     }
     boolean hasStatement = e.sessionResetSql != null;
-    return (dirty & PooledConnection.SESSION) != 0
-        || (hasStatement && (dirty & PooledConnection.UNWRAPPED) != 0)
+    return (dirty & (PooledConnection.SESSION | PooledConnection.UNWRAPPED)) != 0
         || (hasStatement && mode == SessionReset.ALWAYS && dirty != 0);
   }
 
@@ -249,6 +257,16 @@ final class Lifecycle {
     if (hook != null) {
       steps.add(Mono.defer(() -> Mono.from(hook.apply(c))));
     }
+    if ((dirty & PooledConnection.STREAMING) != 0) {
+      return Mono.error(new IllegalStateException("closed while a result was still being read:"
+          + " replacing the connection"));
+    }
+    if ((dirty & PooledConnection.TX_SQL) != 0) {
+      // By SQL, not the driver's rollbackTransaction(): a driver skips that when it has not yet
+      // seen the transaction start (a BEGIN still on the wire, a cancelled multi-statement text).
+      // The statement queues behind whatever still runs; without a transaction it is a no-op.
+      steps.add(SessionResets.run(c, "ROLLBACK"));
+    }
     steps.add(Mono.defer(() -> (dirty & PooledConnection.TX) != 0 || !c.isAutoCommit()
         ? Mono.from(c.rollbackTransaction()) : Mono.empty()));
     if (needsSessionReset(e, dirty)) {
@@ -263,8 +281,8 @@ final class Lifecycle {
       return initial != null && isolationChanged(e, c)
           ? Mono.from(c.setTransactionIsolationLevel(initial)) : Mono.empty();
     }));
-    return Mono.when(Flux.concat(steps))
-        .timeout(config.maxValidationTime(), core.scheduler());
+    return Timers.within(Mono.when(Flux.concat(steps)), config.maxValidationTime(),
+        core.scheduler());
   }
 
   // ---------------------------------------------------------------- dead connections
@@ -350,19 +368,19 @@ final class Lifecycle {
         idleLeft[0]--;
         return true;
       }
-      if (now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
+      if (lifeLimited && now - e.expiresAtNanos >= 0 && lifetimeBudget[0] > 0) {
         lifetimeBudget[0]--;
         idleLeft[0]--;
         return true;
       }
-      if (idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
+      if (idleLimited && idleLeft[0] > config.minIdle() && now - e.idleSinceNanos >= maxIdleNanos) {
         idleLeft[0]--;
         return true;
       }
       return false;
     });
     retire.forEach(core::destroy);
-    if (keepaliveNanos > 0) {
+    if (keepaliveNanos > 0 && !PoolConfig.isNoLimit(config.keepaliveInterval())) {
       core.takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }

@@ -18,6 +18,8 @@ import reactor.core.scheduler.Scheduler;
  * @param initialSize connections opened in the background at build time and by warmup()
  * @param minIdle idle connections kept open
  * @param maxPendingAcquires the most subscribers waiting at once
+ * <p>Durations of {@link #NO_LIMIT} or more mean no limit: see {@link #NO_LIMIT}.
+ *
  * @param maxAcquireTime the bound on one whole acquire
  * @param maxCreateConnectionTime the bound on opening one physical connection
  * @param maxConcurrentCreates the most physical connections being opened at once
@@ -63,18 +65,40 @@ public record PoolConfig(
     boolean registerJmx,
     io.lagoon.SessionReset sessionReset) {
 
+  /**
+   * The duration that stands for "no limit": 36,500 days. A negative {@code maxAcquireTime},
+   * {@code maxCreateConnectionTime}, {@code maxValidationTime}, {@code maxIdleTime} or {@code
+   * maxLifeTime} (r2dbc-pool's "no timeout") becomes this, and so does any duration at least this
+   * long. No timer is armed for it, and in nanoseconds it stays far below {@code Long.MAX_VALUE}, so
+   * deadlines computed from it never overflow: clock values are compared by subtraction, which is
+   * exact for spans under 292 years.
+   */
+  public static final Duration NO_LIMIT = Duration.ofDays(36_500);
+
+  /** Whether {@code d} means no limit (it is {@link #NO_LIMIT} or longer). */
+  public static boolean isNoLimit(Duration d) {
+    return d.compareTo(NO_LIMIT) >= 0;
+  }
+
+  /** A duration as the configuration prints it: {@code none} for no limit. */
+  static String show(Duration d) {
+    return isNoLimit(d) ? "none" : d.toString();
+  }
+
   /** The options, and the driver only by its class: a driver's toString may hold credentials. */
   @Override
   public String toString() {
     return "PoolConfig[poolName=" + poolName + ", driver=" + factory.getClass().getName()
         + ", maxSize=" + maxSize + ", initialSize=" + initialSize + ", minIdle=" + minIdle
-        + ", maxPendingAcquires=" + maxPendingAcquires + ", maxAcquireTime=" + maxAcquireTime
-        + ", maxCreateConnectionTime=" + maxCreateConnectionTime + ", maxConcurrentCreates="
-        + maxConcurrentCreates + ", maxCloseTime=" + maxCloseTime + ", validationDepth="
-        + validationDepth + ", validationQuery=" + validationQuery + ", maxValidationTime="
-        + maxValidationTime + ", validationSkipWindow=" + validationSkipWindow + ", maxIdleTime="
-        + maxIdleTime + ", maxLifeTime=" + maxLifeTime + ", keepaliveInterval=" + keepaliveInterval
-        + ", backgroundEvictionInterval=" + backgroundEvictionInterval + ", acquireRetry="
+        + ", maxPendingAcquires=" + maxPendingAcquires + ", maxAcquireTime="
+        + show(maxAcquireTime) + ", maxCreateConnectionTime=" + show(maxCreateConnectionTime)
+        + ", maxConcurrentCreates=" + maxConcurrentCreates + ", maxCloseTime="
+        + show(maxCloseTime) + ", validationDepth=" + validationDepth + ", validationQuery="
+        + validationQuery + ", maxValidationTime=" + show(maxValidationTime)
+        + ", validationSkipWindow=" + show(validationSkipWindow) + ", maxIdleTime="
+        + show(maxIdleTime) + ", maxLifeTime=" + show(maxLifeTime) + ", keepaliveInterval="
+        + show(keepaliveInterval) + ", backgroundEvictionInterval="
+        + show(backgroundEvictionInterval) + ", acquireRetry="
         + acquireRetry + ", postAllocate=" + (postAllocate != null) + ", preRelease="
         + (preRelease != null) + ", registerJmx=" + registerJmx + ", sessionReset=" + sessionReset
         + "]";

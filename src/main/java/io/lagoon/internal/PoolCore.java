@@ -13,7 +13,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedDeque;
-import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReferenceArray;
@@ -107,6 +106,7 @@ public final class PoolCore {
   private final LongAdder unavailableCount = new LongAdder();
   private final AtomicInteger abandonedCloses = new AtomicInteger();
   private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
+  private final PoolerHints poolerHints;
   private static final Logger LOG = Loggers.getLogger(PoolCore.class);
 
   public PoolCore(PoolConfig config) {
@@ -115,6 +115,7 @@ public final class PoolCore {
     this.scheduler = config.scheduler();
     this.clock = PoolClock.of(scheduler);
     this.slots = new AtomicReferenceArray<>(config.maxSize());
+    this.poolerHints = new PoolerHints(name);
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
   }
@@ -467,7 +468,12 @@ public final class PoolCore {
     offer(e, now());
   }
 
-  private void offer(PooledEntry e, long now) {
+  /**
+   * As {@link #offer(PooledEntry)}, at the instant {@code now}. A new connection is offered at the
+   * instant its lifetime started, so however short maxLifeTime is, it is never retired before it
+   * served a waiter or was parked: a connect never just triggers the next one.
+   */
+  void offer(PooledEntry e, long now) {
     for (;;) {
       if (closing || lifecycle.mustRetire(e, now)) {
         destroy(e); // shut down, broken, soft-evicted or past its lifetime: never lent again
@@ -558,6 +564,8 @@ public final class PoolCore {
       if (Lifecycle.meansServerGone(error)) {
         lifecycle.checkIdleNow();
       }
+    } else {
+      poolerHints.onError(error);
     }
   }
 
@@ -668,6 +676,9 @@ public final class PoolCore {
    */
   Mono<Void> destroy(PooledEntry e) {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
+    if (!waiters.isEmpty() && isDown()) {
+      failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
+    }
     Connection c = e.connection;
     if (c == null) {
       freeSlot(e);
@@ -703,7 +714,7 @@ public final class PoolCore {
 
     void start(Connection c) {
       try {
-        timer = scheduler.schedule(this, config.maxCloseTime().toNanos(), TimeUnit.NANOSECONDS);
+        timer = Timers.after(scheduler, config.maxCloseTime(), this);
       } catch (java.util.concurrent.RejectedExecutionException schedulerGone) {
         timer = null; // no bound without a scheduler: the slot waits for the close itself
       }

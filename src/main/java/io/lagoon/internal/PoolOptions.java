@@ -41,7 +41,9 @@ import org.reactivestreams.Publisher;
  *   <li>duration: ISO-8601 as read by {@link Duration#parse} in any case ({@code PT30S}, {@code
  *       pt5m}, {@code P1D}), or a whole number with one of the units {@code ms}, {@code s}, {@code
  *       m}, {@code h}, {@code d} in any case ({@code 500ms}, {@code 30s}, {@code 5m}, {@code 1h},
- *       {@code 1d}); a number without a unit is rejected;
+ *       {@code 1d}), or a bare {@code 0}; any other number without a unit is rejected. A sign is
+ *       allowed ({@code -PT1S}, {@code PT-1S}, {@code -1s}): the builder reads a negative timeout
+ *       as no limit, as r2dbc-pool does;
  *   <li>boolean: {@code true} or {@code false}, in any case;
  *   <li>validation depth: {@code LOCAL} or {@code REMOTE}, in any case.
  * </ul>
@@ -99,6 +101,7 @@ public final class PoolOptions {
   private static final Pattern SHORT_DURATION =
       Pattern.compile("([+-]?[0-9]+)(ms|s|m|h|d)", Pattern.CASE_INSENSITIVE);
   private static final Pattern INTEGER = Pattern.compile("[+-]?[0-9]+");
+  private static final Pattern ZERO = Pattern.compile("[+-]?0+");
 
   private PoolOptions() {}
 
@@ -110,6 +113,109 @@ public final class PoolOptions {
   /** Whether {@code name} is a pool option (names are case-sensitive, as R2DBC options are). */
   public static boolean isPoolOption(String name) {
     return NAMES.contains(name);
+  }
+
+  /**
+   * The pool option that {@code name} looks like without being it: the same letters in another
+   * case or with {@code _}, {@code -}, {@code .} or blanks between words ({@code maxsize}, {@code
+   * max_size}, {@code max-idle-time}), or at most two edits away (a letter added, dropped, changed,
+   * or two neighbours swapped: {@code maxSzie}, {@code minIdel}); the nearest one, in table order
+   * on a tie. Null when {@code name} is a pool option or looks like none.
+   */
+  public static @Nullable String lookalike(String name) {
+    Objects.requireNonNull(name, "name must not be null");
+    if (NAMES.contains(name)) {
+      return null;
+    }
+    String key = normalized(name);
+    String best = null;
+    int bestDistance = MAX_TYPO_DISTANCE + 1;
+    for (String option : NAMES) {
+      int d = distance(key, normalized(option), bestDistance);
+      if (d < bestDistance) {
+        best = option;
+        bestDistance = d;
+      }
+    }
+    return best;
+  }
+
+  /**
+   * Refuses every option of {@code options} that is not a pool option, looks like one (see {@link
+   * #lookalike}) and is not among {@code driverOptions}: it would reach the driver, which ignores
+   * it, while the pool silently ran with its default. The message names the option and the pool
+   * option it resembles, never a value (a value may be a password).
+   *
+   * @param where how the message calls the pool, e.g. {@code r2dbc:lagoon:postgresql}
+   * @param driver the driver's name, for the message
+   * @throws IllegalArgumentException for the first such option
+   */
+  public static void checkNoLookalikes(ConnectionFactoryOptions options, Set<String> driverOptions,
+      String where, String driver) {
+    List<String> names = new ArrayList<>();
+    ConnectionFactoryOptions.builder().from(options, o -> names.add(o.name()));
+    for (String name : names) {
+      if (driverOptions.contains(name)) {
+        continue;
+      }
+      String meant = lookalike(name);
+      if (meant != null) {
+        String why = name.equalsIgnoreCase(meant) ? " (pool option names are case-sensitive)"
+            : normalized(name).equals(normalized(meant))
+                ? " (pool option names are camelCase, as in r2dbc-pool)" : "";
+        throw new IllegalArgumentException("unknown option '" + name + "' in " + where
+            + ": did you mean '" + meant + "'? It is not a pool option" + why + " and the "
+            + driver + " driver does not declare it");
+      }
+    }
+  }
+
+  private static final int MAX_TYPO_DISTANCE = 2;
+
+  /** Lower case, without the separators people put between words. */
+  private static String normalized(String name) {
+    StringBuilder b = new StringBuilder(name.length());
+    for (int i = 0; i < name.length(); i++) {
+      char c = name.charAt(i);
+      if (c != '_' && c != '-' && c != '.' && !Character.isWhitespace(c)) {
+        b.append(Character.toLowerCase(c));
+      }
+    }
+    return b.toString();
+  }
+
+  /**
+   * The optimal string alignment distance (insertions, deletions, substitutions and swaps of
+   * neighbours, each costing one) between {@code a} and {@code b}, or {@code limit + 1} when their
+   * lengths alone differ by more than {@code limit}.
+   */
+  static int distance(String a, String b, int limit) {
+    if (Math.abs(a.length() - b.length()) > limit) {
+      return limit + 1;
+    }
+    int[] before = new int[b.length() + 1];
+    int[] previous = new int[b.length() + 1];
+    int[] current = new int[b.length() + 1];
+    for (int j = 0; j <= b.length(); j++) {
+      previous[j] = j;
+    }
+    for (int i = 1; i <= a.length(); i++) {
+      current[0] = i;
+      for (int j = 1; j <= b.length(); j++) {
+        int cost = a.charAt(i - 1) == b.charAt(j - 1) ? 0 : 1;
+        int d = Math.min(Math.min(previous[j] + 1, current[j - 1] + 1), previous[j - 1] + cost);
+        if (i > 1 && j > 1 && a.charAt(i - 1) == b.charAt(j - 2)
+            && a.charAt(i - 2) == b.charAt(j - 1)) {
+          d = Math.min(d, before[j - 2] + 1);
+        }
+        current[j] = d;
+      }
+      int[] t = before;
+      before = previous;
+      previous = current;
+      current = t;
+    }
+    return previous[b.length()];
   }
 
   /**
@@ -267,8 +373,12 @@ public final class PoolOptions {
         }
       }
       if (INTEGER.matcher(text).matches()) {
-        throw new IllegalArgumentException(
-            option + " (" + quote(value) + ") needs a unit: use " + DURATION_FORMS);
+        if (ZERO.matcher(text).matches()) {
+          return Duration.ZERO; // zero in any unit: the builder says where zero is meaningful
+        }
+        throw new IllegalArgumentException(option + " (" + quote(value) + ") needs a unit: use "
+            + DURATION_FORMS + (text.startsWith("-")
+                ? " (any negative duration, such as -1s or -PT1S, means no limit)" : ""));
       }
       return Duration.parse(text);
     } catch (DateTimeParseException e) {

@@ -55,6 +55,18 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
    * has a reset statement.
    */
   static final int UNWRAPPED = 64;
+  /** The borrower ran SQL (any statement); only the ALWAYS session-reset mode acts on it alone. */
+  static final int RAN_SQL = 128;
+  /**
+   * Set on release when a stream from the connection (a query's results or rows) was still open:
+   * the driver may still be reading them, so the connection is replaced, never lent.
+   */
+  static final int STREAMING = 256;
+  /**
+   * SQL text started a transaction (BEGIN, START TRANSACTION). The driver may not know yet (the
+   * text still on the wire, or cancelled), so the reset rolls back by SQL.
+   */
+  static final int TX_SQL = 512;
 
   private static final VarHandle DIRTY;
 
@@ -67,6 +79,9 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
   }
 
   private volatile int dirty;
+  /** Streams from this handle subscribed and not yet terminated or cancelled. */
+  private final java.util.concurrent.atomic.AtomicInteger open =
+      new java.util.concurrent.atomic.AtomicInteger();
   private final PoolCore core;
   private final PooledEntry entry;
   private final long stamp;
@@ -102,12 +117,26 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
   }
 
   private void clearTransaction() {
-    DIRTY.getAndBitwiseAnd(this, ~TX);
+    DIRTY.getAndBitwiseAnd(this, ~(TX | TX_SQL));
   }
 
-  /** Errors raised through the connection go to the pool, which may mark it broken. */
+  /**
+   * Errors raised through the connection go to the pool, which may mark it broken; while the
+   * stream is subscribed and not yet terminated or cancelled it counts as open (see STREAMING).
+   */
   <T> Flux<T> watch(Publisher<T> publisher) {
-    return Flux.from(publisher).doOnError(e -> core.onConnectionError(entry, e));
+    return new OpenStream<>(Flux.from(publisher), open, e -> core.onConnectionError(entry, e));
+  }
+
+  /**
+   * A result's stream: checked against the handle when subscribed (a result obtained before
+   * close() and read after it fails and touches nothing), then watched.
+   */
+  <T> Flux<T> watchLive(String method, java.util.function.Supplier<Publisher<T>> stream) {
+    return Flux.defer(() -> {
+      live(method);
+      return watch(stream.get());
+    });
   }
 
   /** A result whose publishers also report their errors to the pool. */
@@ -267,7 +296,7 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
   private final class Release extends Mono<Void> {
     @Override
     public void subscribe(CoreSubscriber<? super Void> actual) {
-      core.release(entry, stamp, dirty, actual);
+      core.release(entry, stamp, open.get() > 0 ? dirty | STREAMING : dirty, actual);
     }
   }
 }

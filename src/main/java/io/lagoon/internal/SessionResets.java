@@ -46,6 +46,20 @@ final class SessionResets {
             : POSTGRES_RESET + "; SELECT " + String.join(", ", sets));
   }
 
+  /**
+   * The session's actual default isolation level. When {@code postAllocate} changed it by SQL, the
+   * driver's cached level is stale; it is set through the driver once, so that the driver and the
+   * server agree and the reset on release restores the actual level. Empty when they agree.
+   */
+  static Mono<io.r2dbc.spi.IsolationLevel> syncIsolation(Connection c) {
+    return Flux.defer(() -> c.createStatement("SHOW default_transaction_isolation").execute())
+        .concatMap(r -> r.map((row, meta) -> row.get(0, String.class)))
+        .next()
+        .map(name -> io.r2dbc.spi.IsolationLevel.valueOf(name.toUpperCase(Locale.ROOT)))
+        .filter(actual -> !actual.equals(c.getTransactionIsolationLevel()))
+        .flatMap(actual -> Mono.from(c.setTransactionIsolationLevel(actual)).thenReturn(actual));
+  }
+
   /** Runs a reset statement and drains every result it produces. */
   static Mono<Void> run(Connection c, String sql) {
     return Flux.defer(() -> c.createStatement(sql).execute())

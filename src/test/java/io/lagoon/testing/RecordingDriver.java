@@ -5,6 +5,7 @@ import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ConnectionFactoryMetadata;
 import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.ConnectionFactoryProvider;
+import io.r2dbc.spi.Option;
 import org.reactivestreams.Publisher;
 
 /**
@@ -16,6 +17,12 @@ import org.reactivestreams.Publisher;
 public final class RecordingDriver implements ConnectionFactoryProvider {
 
   public static final String DRIVER = "recording";
+
+  /**
+   * A driver option that looks like the pool option {@code minIdle}: declared here as drivers
+   * declare theirs, so a Lagoon URL over this driver passes it on instead of refusing it.
+   */
+  public static final Option<Integer> MAX_IDLE = Option.valueOf("maxIdle");
 
   @Override
   public RecordingFactory create(ConnectionFactoryOptions options) {
