@@ -378,7 +378,7 @@ public final class FakeConnection implements Connection {
                 return Mono.error(error);
             }
             applySessionEffects(sql);
-            return Mono.just(new FakeResult(sql));
+            return Mono.just(new FakeResult(sql, id));
         });
     }
 

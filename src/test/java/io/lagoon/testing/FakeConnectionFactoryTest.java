@@ -523,6 +523,24 @@ class FakeConnectionFactoryTest {
     }
 
     @Test
+    void selectConnectionIdReturnsTheIdOfTheConnectionItRunsOn() {
+        FakeConnection first = connect();
+        FakeConnection second = connect();
+
+        assertThat(rows(first, "SELECT connection_id()")).containsExactly(first.id());
+        assertThat(rows(second, "select CONNECTION_ID( );")).containsExactly(second.id());
+        StepVerifier.create(Flux.from(second.createStatement("SELECT connection_id()").execute())
+                        .concatMap(result -> result.map((row, metadata) -> {
+                            assertThat(metadata.getColumnMetadata(0).getName()).isEqualTo("connection_id");
+                            assertThat(metadata.getColumnMetadata(0).getJavaType()).isEqualTo(Long.class);
+                            return row.get("connection_id", Long.class);
+                        })))
+                .expectNext(second.id())
+                .verifyComplete();
+        assertThat(first.id()).isNotEqualTo(second.id());
+    }
+
+    @Test
     void otherStatementsReturnOneResultWithNoRowsAndZeroUpdates() {
         FakeConnection c = connect();
 

@@ -19,32 +19,52 @@ import reactor.core.publisher.Mono;
 
 /**
  * Result of one fake statement: {@code getRowsUpdated()} emits 0; rows are produced only for
- * {@code SELECT 1} (one row, one INTEGER column named {@code ?column?} whose value is 1).
+ * {@code SELECT 1} (one row, one INTEGER column named {@code ?column?} whose value is 1) and
+ * {@code SELECT connection_id()} (one row, one column named {@code connection_id} holding the
+ * connection's {@link FakeConnection#id()}, as {@code pg_backend_pid()} names a PostgreSQL
+ * session: a borrower learns which physical connection it holds without {@code unwrap()}).
  */
 final class FakeResult implements Result {
 
     private static final String COLUMN = "?column?";
+    private static final String ID_COLUMN = "connection_id";
 
     private final String sql;
-    private final boolean selectOne;
+    /** The single row's value, or null when the statement returns no row. */
+    private final Number value;
     private final Predicate<Segment> filter;
 
-    FakeResult(String sql) {
-        this(sql, isSelectOne(sql), segment -> true);
+    FakeResult(String sql, long connectionId) {
+        this(sql, rowValue(sql, connectionId), segment -> true);
     }
 
-    private FakeResult(String sql, boolean selectOne, Predicate<Segment> filter) {
+    private static Number rowValue(String sql, long connectionId) {
+        if (isSelectOne(sql)) {
+            return Integer.valueOf(1);
+        }
+        return isConnectionId(sql) ? Long.valueOf(connectionId) : null;
+    }
+
+    private FakeResult(String sql, Number value, Predicate<Segment> filter) {
         this.sql = sql;
-        this.selectOne = selectOne;
+        this.value = value;
         this.filter = filter;
     }
 
     static boolean isSelectOne(String sql) {
+        return normalized(sql).matches("SELECT\\s+1");
+    }
+
+    static boolean isConnectionId(String sql) {
+        return normalized(sql).matches("SELECT\\s+CONNECTION_ID\\(\\s*\\)");
+    }
+
+    private static String normalized(String sql) {
         String s = sql.strip();
         if (s.endsWith(";")) {
             s = s.substring(0, s.length() - 1).strip();
         }
-        return s.toUpperCase(Locale.ROOT).matches("SELECT\\s+1");
+        return s.toUpperCase(Locale.ROOT);
     }
 
     @Override
@@ -63,7 +83,7 @@ final class FakeResult implements Result {
     @Override
     public Result filter(Predicate<Segment> predicate) {
         Objects.requireNonNull(predicate, "predicate");
-        return new FakeResult(sql, selectOne, filter.and(predicate));
+        return new FakeResult(sql, value, filter.and(predicate));
     }
 
     @Override
@@ -73,7 +93,8 @@ final class FakeResult implements Result {
     }
 
     private List<Segment> segments() {
-        Segment segment = selectOne ? (RowSegment) () -> ONE_ROW : (UpdateCount) () -> 0L;
+        Number v = value;
+        Segment segment = v != null ? (RowSegment) () -> new OneRow(v) : (UpdateCount) () -> 0L;
         return filter.test(segment) ? List.of(segment) : List.of();
     }
 
@@ -82,53 +103,43 @@ final class FakeResult implements Result {
         return "FakeResult{" + sql + "}";
     }
 
-    // ---- the one row of SELECT 1 ----
+    // ---- the one row of SELECT 1 or SELECT connection_id() ----
 
-    private static final ColumnMetadata COLUMN_METADATA = new ColumnMetadata() {
-        @Override
-        public Type getType() {
-            return R2dbcType.INTEGER;
+    private static ColumnMetadata column(String name, Type type, Class<?> javaType) {
+        return new ColumnMetadata() {
+            @Override
+            public Type getType() {
+                return type;
+            }
+
+            @Override
+            public Class<?> getJavaType() {
+                return javaType;
+            }
+
+            @Override
+            public String getName() {
+                return name;
+            }
+        };
+    }
+
+    private static final ColumnMetadata ONE_COLUMN = column(COLUMN, R2dbcType.INTEGER, Integer.class);
+    private static final ColumnMetadata ID_COLUMN_METADATA = column(ID_COLUMN, R2dbcType.BIGINT, Long.class);
+
+    /** One row of one column. */
+    private static final class OneRow implements Row, RowMetadata {
+        private final Number value;
+        private final ColumnMetadata column;
+
+        OneRow(Number value) {
+            this.value = value;
+            this.column = value instanceof Long ? ID_COLUMN_METADATA : ONE_COLUMN;
         }
 
-        @Override
-        public Class<?> getJavaType() {
-            return Integer.class;
-        }
-
-        @Override
-        public String getName() {
-            return COLUMN;
-        }
-    };
-
-    private static final RowMetadata ROW_METADATA = new RowMetadata() {
-        @Override
-        public ColumnMetadata getColumnMetadata(int index) {
-            checkIndex(index);
-            return COLUMN_METADATA;
-        }
-
-        @Override
-        public ColumnMetadata getColumnMetadata(String name) {
-            checkName(name);
-            return COLUMN_METADATA;
-        }
-
-        @Override
-        public List<? extends ColumnMetadata> getColumnMetadatas() {
-            return List.of(COLUMN_METADATA);
-        }
-
-        @Override
-        public boolean contains(String name) {
-            return COLUMN.equalsIgnoreCase(name);
-        }
-    };
-
-    private static final Row ONE_ROW = new Row() {
         @Override
         public RowMetadata getMetadata() {
-            return ROW_METADATA;
+            return this;
         }
 
         @Override
@@ -142,32 +153,62 @@ final class FakeResult implements Result {
             checkName(name);
             return convert(type);
         }
-    };
 
-    private static void checkIndex(int index) {
-        if (index != 0) {
-            throw new IndexOutOfBoundsException("column index " + index + " (fake SELECT 1 has one column)");
+        @Override
+        public ColumnMetadata getColumnMetadata(int index) {
+            checkIndex(index);
+            return column;
         }
-    }
 
-    private static void checkName(String name) {
-        if (!COLUMN.equalsIgnoreCase(name)) {
-            throw new NoSuchElementException("no column " + name + " (fake SELECT 1 has only " + COLUMN + ")");
+        @Override
+        public ColumnMetadata getColumnMetadata(String name) {
+            checkName(name);
+            return column;
         }
-    }
 
-    private static <T> T convert(Class<T> type) {
-        Objects.requireNonNull(type, "type");
-        Object value;
-        if (type == Object.class || type == Integer.class || type == Number.class) {
-            value = 1;
-        } else if (type == Long.class) {
-            value = 1L;
-        } else if (type == String.class) {
-            value = "1";
-        } else {
-            throw new IllegalArgumentException("cannot convert INTEGER to " + type.getName() + " (fake)");
+        @Override
+        public List<? extends ColumnMetadata> getColumnMetadatas() {
+            return List.of(column);
         }
-        return type.cast(value);
+
+        @Override
+        public boolean contains(String name) {
+            return column.getName().equalsIgnoreCase(name);
+        }
+
+        private void checkIndex(int index) {
+            if (index != 0) {
+                throw new IndexOutOfBoundsException("column index " + index + " (fake " + what() + " has one column)");
+            }
+        }
+
+        private void checkName(String name) {
+            if (!column.getName().equalsIgnoreCase(name)) {
+                throw new NoSuchElementException("no column " + name + " (fake " + what() + " has only "
+                        + column.getName() + ")");
+            }
+        }
+
+        private String what() {
+            return column == ONE_COLUMN ? "SELECT 1" : "SELECT connection_id()";
+        }
+
+        private <T> T convert(Class<T> type) {
+            Objects.requireNonNull(type, "type");
+            Object v;
+            if (type == Object.class || type == Number.class) {
+                v = value;
+            } else if (type == Integer.class) {
+                v = Math.toIntExact(value.longValue());
+            } else if (type == Long.class) {
+                v = value.longValue();
+            } else if (type == String.class) {
+                v = String.valueOf(value);
+            } else {
+                throw new IllegalArgumentException("cannot convert " + column.getType().getName() + " to "
+                        + type.getName() + " (fake)");
+            }
+            return type.cast(v);
+        }
     }
 }

@@ -1,0 +1,156 @@
+package io.lagoon.testing;
+
+import io.r2dbc.spi.Connection;
+import java.time.Duration;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.atomic.AtomicInteger;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.core.publisher.Mono;
+import reactor.core.scheduler.Schedulers;
+
+/**
+ * The PostgreSQL server's view of one pool's sessions, seen from a monitor connection of its own
+ * ({@link PostgresSupport}'s, application name {@code lagoon-tests}). Every query filters on an
+ * application name, so a test only ever counts or terminates the backends carrying its own
+ * marker; the server is shared with other test runs.
+ *
+ * <p>The blocking methods are for test threads. Not thread-safe: one test thread uses it.
+ */
+public final class Backends implements AutoCloseable {
+
+  private static final Duration BOUND = Duration.ofSeconds(30);
+
+  private final Connection monitor;
+
+  private Backends(Connection monitor) {
+    this.monitor = monitor;
+  }
+
+  /** Opens the monitor connection (blocking). */
+  public static Backends connect() {
+    return new Backends(open());
+  }
+
+  private static Connection open() {
+    Connection c = Mono.from(PostgresSupport.connectionFactory().create()).block(BOUND);
+    if (c == null) {
+      throw new IllegalStateException("no monitor connection to PostgreSQL");
+    }
+    return c;
+  }
+
+  /** Backends whose application_name is {@code app} (never the monitor's own). */
+  public Mono<Integer> countMono(String app) {
+    return countOn(monitor, app);
+  }
+
+  private static Mono<Integer> countOn(Connection c, String app) {
+    return Flux.defer(() -> c.createStatement("SELECT count(*)::int FROM pg_stat_activity"
+                + " WHERE application_name = $1 AND pid <> pg_backend_pid()")
+            .bind("$1", app).execute())
+        .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))
+        .single();
+  }
+
+  public int count(String app) {
+    Integer n = countMono(app).block(BOUND);
+    return n == null ? 0 : n;
+  }
+
+  /** The pids of the backends whose application_name is {@code app}. */
+  public List<Integer> pids(String app) {
+    return Flux.defer(() -> monitor.createStatement("SELECT pid FROM pg_stat_activity"
+                + " WHERE application_name = $1 AND pid <> pg_backend_pid()")
+            .bind("$1", app).execute())
+        .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))
+        .collectList()
+        .block(BOUND);
+  }
+
+  /**
+   * Terminates every backend whose application_name is {@code app} with {@code
+   * pg_terminate_backend(pid, wait)}: each call returns once that backend has exited, or false
+   * after {@code wait}. Returns pid → terminated, in the server's order. One statement.
+   */
+  public Map<Integer, Boolean> terminateAll(String app, Duration wait) {
+    Map<Integer, Boolean> out = new LinkedHashMap<>();
+    Flux.defer(() -> monitor.createStatement("SELECT pid, pg_terminate_backend(pid, $2)"
+                + " FROM pg_stat_activity WHERE application_name = $1 AND pid <> pg_backend_pid()")
+            .bind("$1", app).bind("$2", wait.toMillis()).execute())
+        .flatMap(r -> r.map((row, meta) -> Map.entry(row.get(0, Integer.class),
+            Boolean.TRUE.equals(row.get(1, Boolean.class)))))
+        .doOnNext(e -> out.put(e.getKey(), e.getValue()))
+        .blockLast(BOUND.plus(wait));
+    return out;
+  }
+
+  /** Polls until this app has {@code expected} backends, at most {@code bound}; throws if not. */
+  public void awaitCount(String app, int expected, Duration bound) {
+    countMono(app)
+        .filter(n -> n == expected)
+        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)))
+        .timeout(bound, Mono.defer(() -> Mono.error(new AssertionError("after " + bound + ", "
+            + "application " + app + " has " + count(app) + " backends, expected " + expected))))
+        .block(bound.plusSeconds(5));
+  }
+
+  /**
+   * Polls the number of this app's backends every {@code every} on a monitor connection of its
+   * own until disposed, keeping the largest count seen and the number of polls.
+   */
+  public static Watch watchMax(String app, Duration every) {
+    return new Watch(open(), app, every);
+  }
+
+  /** A running poll of one app's backend count; see {@link #watchMax}. */
+  public static final class Watch implements AutoCloseable {
+    private final Connection connection;
+    private final AtomicInteger max = new AtomicInteger();
+    private final AtomicInteger polls = new AtomicInteger();
+    private final Disposable poll;
+    private volatile Throwable error;
+
+    private Watch(Connection connection, String app, Duration every) {
+      this.connection = connection;
+      this.poll = Flux.interval(every, Schedulers.parallel())
+          .onBackpressureDrop()
+          .concatMap(tick -> countOn(connection, app), 1)
+          .subscribe(n -> {
+            max.accumulateAndGet(n, Math::max);
+            polls.incrementAndGet();
+          }, e -> error = e);
+    }
+
+    /** Throws if polling failed (the figures would stop short). */
+    public void assertHealthy() {
+      Throwable e = error;
+      if (e != null) {
+        throw new AssertionError("polling the backends failed after " + polls() + " polls", e);
+      }
+    }
+
+    /** The largest number of backends seen so far. */
+    public int max() {
+      return max.get();
+    }
+
+    /** Polls answered so far. */
+    public int polls() {
+      return polls.get();
+    }
+
+    @Override
+    public void close() {
+      poll.dispose();
+      Mono.from(connection.close()).block(BOUND);
+    }
+  }
+
+  @Override
+  public void close() {
+    Mono.from(monitor.close()).block(BOUND);
+  }
+}
