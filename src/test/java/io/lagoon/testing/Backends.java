@@ -55,6 +55,14 @@ public final class Backends implements AutoCloseable {
         .single();
   }
 
+  private static Mono<List<Integer>> pidsOn(Connection c, String app) {
+    return Flux.defer(() -> c.createStatement("SELECT pid FROM pg_stat_activity"
+                + " WHERE application_name = $1 AND pid <> pg_backend_pid()")
+            .bind("$1", app).execute())
+        .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))
+        .collectList();
+  }
+
   public int count(String app) {
     Integer n = countMono(app).block(BOUND);
     return n == null ? 0 : n;
@@ -102,7 +110,33 @@ public final class Backends implements AutoCloseable {
    * own until disposed, keeping the largest count seen and the number of polls.
    */
   public static Watch watchMax(String app, Duration every) {
-    return new Watch(open(), app, every);
+    return new Watch(open(), app, every, java.util.Set.of());
+  }
+
+  /**
+   * As {@link #watchMax(String, Duration)}, not counting the pids in {@code dying}: a terminated
+   * backend stays listed for a moment after its client saw the connection close, while the pool
+   * may already have opened the replacement.
+   */
+  public static Watch watchMax(String app, Duration every, java.util.Set<Integer> dying) {
+    return new Watch(open(), app, every, dying);
+  }
+
+  /**
+   * Terminates exactly {@code pids} with {@code pg_terminate_backend(pid, wait)}: each call
+   * returns once that backend has exited, or false after {@code wait}. Returns pid → terminated.
+   */
+  public Map<Integer, Boolean> terminate(List<Integer> pids, Duration wait) {
+    Map<Integer, Boolean> out = new LinkedHashMap<>();
+    for (Integer pid : pids) {
+      Boolean done = Flux.defer(() -> monitor.createStatement("SELECT pg_terminate_backend($1, $2)")
+              .bind("$1", pid).bind("$2", wait.toMillis()).execute())
+          .flatMap(r -> r.map((row, meta) -> Boolean.TRUE.equals(row.get(0, Boolean.class))))
+          .single()
+          .block(BOUND.plus(wait));
+      out.put(pid, Boolean.TRUE.equals(done));
+    }
+    return out;
   }
 
   /** A running poll of one app's backend count; see {@link #watchMax}. */
@@ -113,11 +147,13 @@ public final class Backends implements AutoCloseable {
     private final Disposable poll;
     private volatile Throwable error;
 
-    private Watch(Connection connection, String app, Duration every) {
+    private Watch(Connection connection, String app, Duration every,
+        java.util.Set<Integer> dying) {
       this.connection = connection;
       this.poll = Flux.interval(every, Schedulers.parallel())
           .onBackpressureDrop()
-          .concatMap(tick -> countOn(connection, app), 1)
+          .concatMap(tick -> pidsOn(connection, app)
+              .map(pids -> (int) pids.stream().filter(p -> !dying.contains(p)).count()), 1)
           .subscribe(n -> {
             max.accumulateAndGet(n, Math::max);
             polls.incrementAndGet();
