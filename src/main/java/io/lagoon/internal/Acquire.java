@@ -83,6 +83,7 @@ final class Acquire implements Subscription, Runnable {
       }
       if (STATE.compareAndSet(this, s, CANCELLED)) {
         disposeTimer();
+        core.events().cancelled(this, s != NEW);
         if (s == WAITING) {
           core.waiterLeft(true);
         }
@@ -101,6 +102,7 @@ final class Acquire implements Subscription, Runnable {
     if (!STATE.compareAndSet(this, NEW, DONE)) {
       return false;
     }
+    core.events().acquiredAtOnce();
     actual.onNext(core.handle(entry, stamp));
     actual.onComplete();
     return true;
@@ -169,6 +171,7 @@ final class Acquire implements Subscription, Runnable {
   void deliver(PooledEntry entry) {
     if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
       disposeTimer();
+      core.events().acquired(this);
       actual.onNext(core.lend(entry));
       actual.onComplete();
     } else {
@@ -180,6 +183,7 @@ final class Acquire implements Subscription, Runnable {
   void failAssigned(Throwable error) {
     if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
       disposeTimer();
+      core.events().acquireFailed(this, error, true);
       actual.onError(error);
     }
   }
@@ -191,6 +195,7 @@ final class Acquire implements Subscription, Runnable {
     }
     disposeTimer();
     core.waiterLeft(true);
+    core.events().acquireFailed(this, error, true);
     actual.onError(error);
     return true;
   }
@@ -208,6 +213,7 @@ final class Acquire implements Subscription, Runnable {
         if (s == WAITING) {
           core.waiterLeft(false);
         }
+        core.events().acquireFailed(this, error, s == WAITING);
         actual.onError(error);
         return true;
       }
@@ -224,6 +230,7 @@ final class Acquire implements Subscription, Runnable {
         if (s == WAITING) {
           core.waiterLeft(true);
         }
+        core.events().timedOut(this);
         actual.onError(core.timeoutError(this));
         return;
       }
