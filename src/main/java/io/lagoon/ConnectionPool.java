@@ -53,11 +53,11 @@ public final class ConnectionPool
     this.config = config;
     this.core = new PoolCore(config);
     this.acquire = core.acquireMono();
-    this.jmx = config.registerJmx()
-        ? JmxRegistration.register(config.poolName(), core::stats, core::softEvict) : null;
     for (PoolListener listener : listeners) {
       core.events().add(this, listener); // before start: they see the first connects
     }
+    this.jmx = config.registerJmx()
+        ? JmxRegistration.register(config.poolName(), core::stats, core::softEvict) : null;
     core.start();
   }
 

@@ -9,7 +9,7 @@ package io.lagoon;
  * on the pool's threads, right after the event, outside any critical section, and must be fast and
  * must not block: a listener that needs I/O hands the event to a queue of its own. A listener that
  * throws does not disturb the pool: the exception is caught, logged once per listener, and the
- * pool goes on. A pool without listeners pays one volatile read per event.
+ * pool goes on (except from {@link #onAttach}, see there). A pool without listeners pays one volatile read per event.
  *
  * <p>Durations are in nanoseconds, read from the pool's clock (the scheduler's clock under
  * reactor-test's virtual time).
@@ -58,7 +58,9 @@ public interface PoolListener {
 
   /**
    * Called once when the listener is attached to {@code pool}, before any other event from it. A
-   * listener attached to several pools is called once per pool.
+   * listener attached to several pools is called once per pool. If it throws, the listener is not
+   * attached and the exception reaches the caller of {@link ConnectionPool#addListener} or {@link
+   * ConnectionPoolBuilder#build()} (a configuration error, such as one listener for two pools).
    */
   default void onAttach(ConnectionPool pool) {}
 

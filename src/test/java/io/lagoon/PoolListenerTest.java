@@ -1,6 +1,7 @@
 package io.lagoon;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.lagoon.PoolListener.AcquireOutcome;
 import io.lagoon.PoolListener.EvictionReason;
@@ -270,11 +271,6 @@ class PoolListenerTest extends PoolFixture {
   void aListenerThatThrowsNeverDisturbsThePoolNorTheOtherListeners() {
     PoolListener thrower = new PoolListener() {
       @Override
-      public void onAttach(ConnectionPool pool) {
-        throw new IllegalStateException("attach");
-      }
-
-      @Override
       public void onAcquire(AcquireOutcome outcome, long waitNanos) {
         throw new IllegalStateException("acquire");
       }
@@ -309,5 +305,26 @@ class PoolListenerTest extends PoolFixture {
     assertThat(recorder.starting("acquire")).hasSize(3);
     assertThat(recorder.starting("return")).hasSize(3);
     assertThat(recorder.starting("evict")).containsExactly("evict SOFT");
+  }
+
+  @Test
+  void aListenerWhoseAttachThrowsIsNotAttachedAndTheCallerSeesWhy() {
+    PoolListener refuses = new PoolListener() {
+      @Override
+      public void onAttach(ConnectionPool pool) {
+        throw new IllegalStateException("not for pool " + pool.name());
+      }
+
+      @Override
+      public void onLend() {
+        throw new AssertionError("a listener that was not attached got an event");
+      }
+    };
+    ConnectionPool pool = pool(b -> b.maxSize(1));
+    assertThatThrownBy(() -> pool.addListener(refuses))
+        .isInstanceOf(IllegalStateException.class).hasMessage("not for pool events");
+    assertThatThrownBy(() -> pool(b -> b.listener(refuses)))
+        .isInstanceOf(IllegalStateException.class).hasMessage("not for pool events");
+    StepVerifier.create(pool.withConnection(c -> Mono.just(1))).expectNext(1).verifyComplete();
   }
 }

@@ -912,6 +912,11 @@ public final class PoolCore {
     return events;
   }
 
+  /** The most subscribers that may wait at once ({@code Integer.MAX_VALUE}: unbounded). */
+  public int maxPendingAcquires() {
+    return config.maxPendingAcquires();
+  }
+
   /**
    * How long the oldest waiting acquire has waited; 0 when none waits. Amortized O(1): it reads
    * the head of the queue and drops the dead nodes it meets there, each of them once.

@@ -56,12 +56,13 @@ public final class PoolEvents {
   /**
    * Attaches {@code listener} to {@code pool}: calls {@link PoolListener#onAttach}, then delivers
    * events until the returned handle is disposed or the pool terminates. Adding the same listener
-   * twice attaches it twice.
+   * twice attaches it twice. If {@code onAttach} throws, the listener is not attached and the
+   * exception propagates: it is a configuration error, and the pool has not relied on it yet.
    */
   public Disposable add(ConnectionPool pool, PoolListener listener) {
     Objects.requireNonNull(listener, "listener must not be null");
     Registered r = new Registered(listener);
-    call(r, l -> l.onAttach(pool));
+    listener.onAttach(pool);
     boolean added;
     synchronized (this) {
       added = !terminated;
