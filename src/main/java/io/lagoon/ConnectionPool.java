@@ -1,6 +1,7 @@
 package io.lagoon;
 
 import io.lagoon.internal.JmxRegistration;
+import io.lagoon.internal.PoolAccess;
 import io.lagoon.internal.PoolConfig;
 import io.lagoon.internal.PoolCore;
 import io.r2dbc.spi.Closeable;
@@ -9,6 +10,7 @@ import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ConnectionFactoryMetadata;
 import io.r2dbc.spi.Wrapped;
 import java.time.Duration;
+import java.util.List;
 import java.util.Objects;
 import java.util.function.Function;
 import org.jspecify.annotations.Nullable;
@@ -43,10 +45,17 @@ public final class ConnectionPool
   private final Mono<Connection> acquire;
   private final @Nullable JmxRegistration jmx;
 
-  ConnectionPool(PoolConfig config) {
+  static {
+    PoolAccess.install(pool -> pool.core);
+  }
+
+  ConnectionPool(PoolConfig config, List<PoolListener> listeners) {
     this.config = config;
     this.core = new PoolCore(config);
     this.acquire = core.acquireMono();
+    for (PoolListener listener : listeners) {
+      core.events().add(this, listener); // before start: they see the first connects
+    }
     this.jmx = config.registerJmx()
         ? JmxRegistration.register(config.poolName(), core::stats, core::softEvict) : null;
     core.start();
@@ -121,6 +130,17 @@ public final class ConnectionPool
    */
   public Mono<Void> softEvict() {
     return core.softEvict();
+  }
+
+  /**
+   * Attaches a listener to the pool's events (see {@link PoolListener}): its {@code onAttach} runs
+   * now, then it receives every event until the returned handle is disposed (which calls its
+   * {@code onDetach}) or the pool has closed every connection after {@code close()}. To see the
+   * connects of the initial fill too, register it with {@link ConnectionPoolBuilder#listener}.
+   */
+  public Disposable addListener(PoolListener listener) {
+    Objects.requireNonNull(listener, "listener must not be null");
+    return core.events().add(this, listener);
   }
 
   /** A consistent snapshot of the pool's gauges and counters. */

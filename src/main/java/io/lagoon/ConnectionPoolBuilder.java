@@ -5,6 +5,8 @@ import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Objects;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.function.Function;
@@ -98,6 +100,7 @@ public final class ConnectionPoolBuilder {
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
   private boolean registerJmx;
   private SessionReset sessionReset = SessionReset.AUTO;
+  private final List<PoolListener> listeners = new ArrayList<>();
 
   ConnectionPoolBuilder(ConnectionFactory factory) {
     this.factory = Objects.requireNonNull(factory, "connectionFactory must not be null");
@@ -363,13 +366,23 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
+   * Adds a listener to the pool's events (see {@link PoolListener}), attached before the pool
+   * starts its initial fill. May be called more than once; each listener is attached once per
+   * pool built.
+   */
+  public ConnectionPoolBuilder listener(PoolListener listener) {
+    listeners.add(Objects.requireNonNull(listener, "listener must not be null"));
+    return this;
+  }
+
+  /**
    * Checks the configuration and builds a pool, which at once starts opening {@code initialSize}
    * connections in the background. Never blocks.
    *
    * @throws IllegalArgumentException if options contradict each other
    */
   public ConnectionPool build() {
-    return new ConnectionPool(config());
+    return new ConnectionPool(config(), List.copyOf(listeners));
   }
 
   /**

@@ -6,12 +6,7 @@ import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.ConnectionFactoryProvider;
-import java.util.Iterator;
 import java.util.Objects;
-import java.util.ServiceConfigurationError;
-import java.util.ServiceLoader;
-import java.util.TreeSet;
-import org.jspecify.annotations.Nullable;
 
 /**
  * Lets {@link ConnectionFactories} open a Lagoon {@link ConnectionPool} from a URL such as
@@ -50,13 +45,7 @@ import org.jspecify.annotations.Nullable;
 public final class LagoonConnectionFactoryProvider implements ConnectionFactoryProvider {
 
   /** The value of option {@code driver} that selects Lagoon. */
-  public static final String LAGOON_DRIVER = "lagoon";
-
-  /** r2dbc-pool's driver name: pooling its pool would nest a pool in a pool. */
-  private static final String R2DBC_POOL_DRIVER = "pool";
-
-  static final String URL_FORM = "r2dbc:lagoon:<driver>://... or"
-      + " r2dbc:lagoon:<driver>:<protocol>://..., e.g. r2dbc:lagoon:postgresql://localhost/mydb";
+  public static final String LAGOON_DRIVER = DriverOptions.LAGOON_DRIVER;
 
   /** For {@link java.util.ServiceLoader}. */
   public LagoonConnectionFactoryProvider() {}
@@ -87,94 +76,12 @@ public final class LagoonConnectionFactoryProvider implements ConnectionFactoryP
   /** A builder configured from {@code options}, over the driver they name; not yet built. */
   static ConnectionPoolBuilder builder(ConnectionFactoryOptions options) {
     Objects.requireNonNull(options, "options must not be null");
-    String delegateSpec = delegateSpec(options);
-    int colon = delegateSpec.indexOf(':');
-    String driver = colon < 0 ? delegateSpec : delegateSpec.substring(0, colon);
-    String protocol = colon < 0 ? "" : delegateSpec.substring(colon + 1);
-    if (driver.isBlank()) {
-      throw missingDriver();
-    }
-    if (driver.equalsIgnoreCase(LAGOON_DRIVER) || driver.equalsIgnoreCase(R2DBC_POOL_DRIVER)) {
-      throw new IllegalArgumentException("r2dbc:lagoon:" + driver + ":... would put a pool in a"
-          + " pool: '" + driver + "' is a connection pool, not a database driver; name the"
-          + " database's driver after 'lagoon:': " + URL_FORM);
-    }
-
+    ConnectionFactoryOptions driverOptions = DriverOptions.of(options);
     PoolOptions.Values poolOptions = PoolOptions.read(options);
-
-    ConnectionFactoryOptions.Builder delegate = ConnectionFactoryOptions.builder()
-        .from(options, option -> !isPoolOrRoutingOption(option.name()))
-        .option(ConnectionFactoryOptions.DRIVER, driver);
-    if (!protocol.isEmpty()) {
-      delegate.option(ConnectionFactoryOptions.PROTOCOL, protocol);
-    }
-    ConnectionFactoryOptions delegateOptions = delegate.build();
-    if (!ConnectionFactories.supports(delegateOptions)) {
-      throw new IllegalArgumentException("No R2DBC driver '" + driver + "' to pool: the driver"
-          + " after 'lagoon:' must be on the class path (" + URL_FORM + "); available drivers: "
-          + availableDrivers());
-    }
-    PoolOptions.checkNoLookalikes(options,
-        DriverOptions.declaredFor(delegateOptions, LAGOON_DRIVER),
-        "r2dbc:lagoon:" + delegateSpec, driver);
-    ConnectionFactory factory = ConnectionFactories.get(delegateOptions);
-
+    ConnectionFactory factory = DriverOptions.factory(driverOptions);
+    DriverOptions.checkNoLookalikes(options, driverOptions);
     ConnectionPoolBuilder builder = ConnectionPool.builder(factory);
     poolOptions.applyTo(builder);
     return builder;
-  }
-
-  /** Option {@code protocol}: {@code <driver>} or {@code <driver>:<protocol>}. */
-  private static String delegateSpec(ConnectionFactoryOptions options) {
-    @Nullable Object spec = options.getValue(ConnectionFactoryOptions.PROTOCOL);
-    if (spec == null || spec.toString().isBlank()) {
-      throw missingDriver();
-    }
-    if (!(spec instanceof CharSequence)) {
-      throw new IllegalArgumentException("protocol (" + spec + ") must be a String naming the"
-          + " driver to pool, not a " + spec.getClass().getName());
-    }
-    return spec.toString().strip();
-  }
-
-  private static IllegalArgumentException missingDriver() {
-    return new IllegalArgumentException("No driver to pool: a Lagoon URL names the database's"
-        + " driver after 'lagoon:': " + URL_FORM + " (programmatically: option driver=lagoon,"
-        + " protocol=<driver>)");
-  }
-
-  /** Pool options configure the pool; driver and protocol are replaced by the delegate's. */
-  private static boolean isPoolOrRoutingOption(String name) {
-    return PoolOptions.isPoolOption(name)
-        || name.equals(ConnectionFactoryOptions.DRIVER.name())
-        || name.equals(ConnectionFactoryOptions.PROTOCOL.name());
-  }
-
-  /** The drivers {@link ConnectionFactories} can find, as ConnectionFactories itself finds them. */
-  private static String availableDrivers() {
-    TreeSet<String> names = new TreeSet<>();
-    Iterator<ConnectionFactoryProvider> providers = ServiceLoader
-        .load(ConnectionFactoryProvider.class, ConnectionFactoryProvider.class.getClassLoader())
-        .iterator();
-    while (hasNext(providers)) {
-      try {
-        String name = providers.next().getDriver();
-        if (!LAGOON_DRIVER.equals(name)) {
-          names.add(name);
-        }
-      } catch (ServiceConfigurationError | RuntimeException e) {
-        // a provider that fails to load is left out of this hint; the loader moves past it
-      }
-    }
-    return names.isEmpty() ? "none" : String.join(", ", names);
-  }
-
-  /** Stops listing, rather than looping, when the service files themselves cannot be read. */
-  private static boolean hasNext(Iterator<ConnectionFactoryProvider> providers) {
-    try {
-      return providers.hasNext();
-    } catch (ServiceConfigurationError | RuntimeException e) {
-      return false;
-    }
   }
 }

@@ -84,6 +84,7 @@ final class Acquire implements Subscription, Runnable {
       }
       if (STATE.compareAndSet(this, s, CANCELLED)) {
         disposeTimer();
+        core.events().cancelled(this, s != NEW);
         if (s == WAITING) {
           core.waiterLeft(true);
         }
@@ -102,6 +103,7 @@ final class Acquire implements Subscription, Runnable {
     if (!STATE.compareAndSet(this, NEW, DONE)) {
       return false;
     }
+    core.events().acquiredAtOnce();
     actual.onNext(core.handle(entry, stamp));
     actual.onComplete();
     return true;
@@ -173,6 +175,7 @@ final class Acquire implements Subscription, Runnable {
   void deliver(PooledEntry entry) {
     if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
       disposeTimer();
+      core.events().acquired(this);
       actual.onNext(core.lend(entry));
       actual.onComplete();
     } else {
@@ -184,6 +187,7 @@ final class Acquire implements Subscription, Runnable {
   void failAssigned(Throwable error) {
     if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
       disposeTimer();
+      core.events().acquireFailed(this, error, true);
       actual.onError(error);
     }
   }
@@ -195,6 +199,7 @@ final class Acquire implements Subscription, Runnable {
     }
     disposeTimer();
     core.waiterLeft(true);
+    core.events().acquireFailed(this, error, true);
     actual.onError(error);
     return true;
   }
@@ -212,6 +217,7 @@ final class Acquire implements Subscription, Runnable {
         if (s == WAITING) {
           core.waiterLeft(false);
         }
+        core.events().acquireFailed(this, error, s == WAITING);
         actual.onError(error);
         return true;
       }
@@ -228,6 +234,7 @@ final class Acquire implements Subscription, Runnable {
         if (s == WAITING) {
           core.waiterLeft(true);
         }
+        core.events().timedOut(this);
         actual.onError(core.timeoutError(this));
         return;
       }

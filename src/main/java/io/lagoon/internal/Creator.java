@@ -171,6 +171,7 @@ final class Creator {
   }
 
   private void connect(PooledEntry e, @Nullable Fill fill) {
+    core.events().connectStarted(e);
     Mono<? extends Connection> connect;
     try {
       connect = Mono.from(core.config().factory().create());
@@ -194,6 +195,7 @@ final class Creator {
     lifecycle.opened(e, now);
     e.connection = c;
     created.increment();
+    core.events().created(e);
     failureStreak.set(0);
     if (fill != null) {
       fill.finish(true);
@@ -217,6 +219,7 @@ final class Creator {
     lastError = error;
     lastErrorNanos = now;
     long failureCount = failures.incrementAndGet();
+    core.events().connectFailed(e, error);
     int streak = failureStreak.incrementAndGet();
     retryAtNanos = now + backoffNanos(streak);
     if (fill != null) {

@@ -1,75 +1,139 @@
 package io.lagoon.internal;
 
+import io.r2dbc.spi.ConnectionFactories;
+import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.ConnectionFactoryProvider;
-import io.r2dbc.spi.Option;
-import java.lang.reflect.Field;
-import java.lang.reflect.Modifier;
 import java.util.Iterator;
-import java.util.LinkedHashSet;
+import java.util.Objects;
 import java.util.ServiceConfigurationError;
 import java.util.ServiceLoader;
-import java.util.Set;
+import java.util.TreeSet;
+import org.jspecify.annotations.Nullable;
 
 /**
- * The option names a pooled driver declares: the standard ones of {@link ConnectionFactoryOptions}
- * and the {@code public static} {@link Option} constants of the driver's {@link
- * ConnectionFactoryProvider} (as r2dbc-postgresql and r2dbc-mariadb declare theirs, such as {@code
- * applicationName} or {@code sslMode}). Used only to tell a driver option from a misspelt pool
- * option; nothing is ever refused for being absent here unless it also looks like a pool option.
+ * The pooled driver's side of a Lagoon configuration: from options with {@code driver=lagoon} and
+ * {@code protocol=<driver>[:<protocol>]} (what an {@code r2dbc:lagoon:<driver>:...} URL parses to),
+ * the options of the database driver and its factory. Shared by the URL provider and the Spring
+ * Boot auto-configuration, so both read options and fail the same way.
  */
 public final class DriverOptions {
+
+  /** The value of option {@code driver} that selects Lagoon. */
+  public static final String LAGOON_DRIVER = "lagoon";
+
+  /** r2dbc-pool's driver name: pooling its pool would nest a pool in a pool. */
+  static final String R2DBC_POOL_DRIVER = "pool";
+
+  public static final String URL_FORM = "r2dbc:lagoon:<driver>://... or"
+      + " r2dbc:lagoon:<driver>:<protocol>://..., e.g. r2dbc:lagoon:postgresql://localhost/mydb";
 
   private DriverOptions() {}
 
   /**
-   * The option names declared for the driver that supports {@code delegateOptions}, the provider
-   * found as {@code ConnectionFactories} finds it; the standard names alone when no provider is
-   * found or its constants cannot be read.
+   * The driver's options: every option except the pool's own, {@code driver} and {@code protocol}
+   * taken from {@code options}' protocol.
+   *
+   * @throws IllegalArgumentException if no driver is named, or the named one is a pool
    */
-  public static Set<String> declaredFor(ConnectionFactoryOptions delegateOptions, String except) {
-    Set<String> names = new LinkedHashSet<>();
-    addConstants(ConnectionFactoryOptions.class, names);
+  public static ConnectionFactoryOptions of(ConnectionFactoryOptions options) {
+    Objects.requireNonNull(options, "options must not be null");
+    String delegateSpec = delegateSpec(options);
+    int colon = delegateSpec.indexOf(':');
+    String driver = colon < 0 ? delegateSpec : delegateSpec.substring(0, colon);
+    String protocol = colon < 0 ? "" : delegateSpec.substring(colon + 1);
+    if (driver.isBlank()) {
+      throw missingDriver();
+    }
+    if (driver.equalsIgnoreCase(LAGOON_DRIVER) || driver.equalsIgnoreCase(R2DBC_POOL_DRIVER)) {
+      throw new IllegalArgumentException("r2dbc:lagoon:" + driver + ":... would put a pool in a"
+          + " pool: '" + driver + "' is a connection pool, not a database driver; name the"
+          + " database's driver after 'lagoon:': " + URL_FORM);
+    }
+    ConnectionFactoryOptions.Builder delegate = ConnectionFactoryOptions.builder()
+        .from(options, option -> !isPoolOrRoutingOption(option.name()))
+        .option(ConnectionFactoryOptions.DRIVER, driver);
+    if (!protocol.isEmpty()) {
+      delegate.option(ConnectionFactoryOptions.PROTOCOL, protocol);
+    }
+    return delegate.build();
+  }
+
+  /**
+   * The driver's factory for {@code driverOptions} (from {@link #of}).
+   *
+   * @throws IllegalArgumentException naming the drivers on the class path if none supports them
+   */
+  public static ConnectionFactory factory(ConnectionFactoryOptions driverOptions) {
+    if (!ConnectionFactories.supports(driverOptions)) {
+      throw new IllegalArgumentException("No R2DBC driver '"
+          + driverOptions.getValue(ConnectionFactoryOptions.DRIVER) + "' to pool: the driver"
+          + " after 'lagoon:' must be on the class path (" + URL_FORM + "); available drivers: "
+          + availableDrivers());
+    }
+    return ConnectionFactories.get(driverOptions);
+  }
+
+  /**
+   * Refuses an option that is not the pool's and not declared by the driver but looks like a pool
+   * option (another case, separators, a typo), naming the pool option it resembles.
+   *
+   * @throws IllegalArgumentException for such an option
+   */
+  public static void checkNoLookalikes(ConnectionFactoryOptions options,
+      ConnectionFactoryOptions driverOptions) {
+    String spec = delegateSpec(options);
+    PoolOptions.checkNoLookalikes(options,
+        DeclaredOptions.declaredFor(driverOptions, LAGOON_DRIVER), "r2dbc:lagoon:" + spec,
+        String.valueOf(driverOptions.getValue(ConnectionFactoryOptions.DRIVER)));
+  }
+
+  /** Option {@code protocol}: {@code <driver>} or {@code <driver>:<protocol>}. */
+  private static String delegateSpec(ConnectionFactoryOptions options) {
+    @Nullable Object spec = options.getValue(ConnectionFactoryOptions.PROTOCOL);
+    if (spec == null || spec.toString().isBlank()) {
+      throw missingDriver();
+    }
+    if (!(spec instanceof CharSequence)) {
+      throw new IllegalArgumentException("protocol (" + spec + ") must be a String naming the"
+          + " driver to pool, not a " + spec.getClass().getName());
+    }
+    return spec.toString().strip();
+  }
+
+  private static IllegalArgumentException missingDriver() {
+    return new IllegalArgumentException("No driver to pool: a Lagoon URL names the database's"
+        + " driver after 'lagoon:': " + URL_FORM + " (programmatically: option driver=lagoon,"
+        + " protocol=<driver>)");
+  }
+
+  /** Pool options configure the pool; driver and protocol are replaced by the delegate's. */
+  private static boolean isPoolOrRoutingOption(String name) {
+    return PoolOptions.isPoolOption(name)
+        || name.equals(ConnectionFactoryOptions.DRIVER.name())
+        || name.equals(ConnectionFactoryOptions.PROTOCOL.name());
+  }
+
+  /** The drivers {@link ConnectionFactories} can find, as ConnectionFactories itself finds them. */
+  private static String availableDrivers() {
+    TreeSet<String> names = new TreeSet<>();
     Iterator<ConnectionFactoryProvider> providers = ServiceLoader
         .load(ConnectionFactoryProvider.class, ConnectionFactoryProvider.class.getClassLoader())
         .iterator();
     while (hasNext(providers)) {
       try {
-        ConnectionFactoryProvider provider = providers.next();
-        if (!except.equals(provider.getDriver()) && provider.supports(delegateOptions)) {
-          addConstants(provider.getClass(), names);
-          break;
+        String name = providers.next().getDriver();
+        if (!LAGOON_DRIVER.equals(name)) {
+          names.add(name);
         }
       } catch (ServiceConfigurationError | RuntimeException e) {
-        // a provider that fails to load cannot be the driver ConnectionFactories will pick either
+        // a provider that fails to load is left out of this hint; the loader moves past it
       }
     }
-    return names;
+    return names.isEmpty() ? "none" : String.join(", ", names);
   }
 
-  /** Adds the names of the public static Option constants of {@code type} and its supertypes. */
-  private static void addConstants(Class<?> type, Set<String> names) {
-    Field[] fields;
-    try {
-      fields = type.getFields();
-    } catch (SecurityException e) {
-      return;
-    }
-    for (Field f : fields) {
-      if (!Modifier.isStatic(f.getModifiers()) || !Option.class.isAssignableFrom(f.getType())) {
-        continue;
-      }
-      try {
-        Object value = f.get(null);
-        if (value instanceof Option<?> option) {
-          names.add(option.name());
-        }
-      } catch (IllegalAccessException | RuntimeException | LinkageError e) {
-        // an unreadable constant (module rules, failed initialization) declares nothing
-      }
-    }
-  }
-
+  /** Stops listing, rather than looping, when the service files themselves cannot be read. */
   private static boolean hasNext(Iterator<ConnectionFactoryProvider> providers) {
     try {
       return providers.hasNext();

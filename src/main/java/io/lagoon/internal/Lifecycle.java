@@ -171,6 +171,7 @@ final class Lifecycle {
         e.lastAliveNanos = core.now();
         Trampoline.run(() -> core.deliver(a, e));
       } else {
+        e.evictReason = io.lagoon.PoolListener.EvictionReason.VALIDATION;
         core.destroy(e);
         core.requeue(a);
       }
@@ -296,6 +297,7 @@ final class Lifecycle {
         revalidating.decrementAndGet();
       } else {
         revalidating.decrementAndGet(); // before the slot frees, so minIdle sees the gap
+        e.evictReason = io.lagoon.PoolListener.EvictionReason.VALIDATION;
         core.destroy(e);
       }
     });

@@ -107,6 +107,7 @@ public final class PoolCore {
   private final AtomicInteger abandonedCloses = new AtomicInteger();
   private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
   private final PoolerHints poolerHints;
+  private final PoolEvents events = new PoolEvents(this);
   private static final Logger LOG = Loggers.getLogger(PoolCore.class);
 
   public PoolCore(PoolConfig config) {
@@ -397,6 +398,7 @@ public final class PoolCore {
   /** The handle of a lend that already happened. */
   PooledConnection handle(PooledEntry e, long stamp) {
     acquires.increment();
+    events.lent(e);
     PooledConnection h = new PooledConnection(this, e, stamp);
     e.lendWatch = new LendWatch(h, abandoned, e, stamp);
     return h;
@@ -434,6 +436,7 @@ public final class PoolCore {
       PooledEntry e = w.entry;
       if (e.cas(w.stamp, PooledEntry.withState(w.stamp, PooledEntry.OWNED))) {
         abandonedCount.increment();
+        e.evictReason = io.lagoon.PoolListener.EvictionReason.ABANDONED;
         LOG.warn("Pool '{}': a lent connection was never closed and nothing refers to it any more"
             + " (dropped by an operator such as timeout() as it arrived, or a missing close());"
             + " it was closed and its slot freed [{}]", name, stats());
@@ -512,6 +515,7 @@ public final class PoolCore {
     }
     e.lendWatch = null; // closed: this handle's collection must not reclaim the next lend
     long now = now();
+    events.returned(e, now);
     boolean reset;
     try {
       reset = lifecycle.needsReset(e, dirty);
@@ -546,6 +550,7 @@ public final class PoolCore {
     } else {
       actual.onSubscribe(Operators.emptySubscription());
       Mono.defer(() -> lifecycle.reset(e, dirty)).subscribe(null, error -> {
+        e.evictReason = io.lagoon.PoolListener.EvictionReason.BROKEN; // the reset failed
         destroy(e);
         actual.onComplete();
       }, () -> {
@@ -680,6 +685,7 @@ public final class PoolCore {
    */
   Mono<Void> destroy(PooledEntry e) {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
+    events.evicted(e);
     if (!waiters.isEmpty() && isDown()) {
       failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
     }
@@ -864,6 +870,7 @@ public final class PoolCore {
     if (empty && creating.get() == 0) {
       idleClosed.tryEmitEmpty();
       terminated.tryEmitEmpty();
+      events.terminated();
     }
   }
 
@@ -911,6 +918,62 @@ public final class PoolCore {
   public void start() {
     creator.startInitialFill(config.initialSize());
     lifecycle.start();
+  }
+
+  // ---------------------------------------------------------------- observers (meters, health)
+
+  /** The pool's listeners and the events they receive. */
+  public PoolEvents events() {
+    return events;
+  }
+
+  /** The most subscribers that may wait at once ({@code Integer.MAX_VALUE}: unbounded). */
+  public int maxPendingAcquires() {
+    return config.maxPendingAcquires();
+  }
+
+  /**
+   * How long the oldest waiting acquire has waited; 0 when none waits. Amortized O(1): it reads
+   * the head of the queue and drops the dead nodes it meets there, each of them once.
+   */
+  public long oldestWaitNanos() {
+    if (pending.get() <= 0) {
+      return 0;
+    }
+    for (java.util.Iterator<Acquire> it = waiters.iterator(); it.hasNext(); ) {
+      Acquire a = it.next();
+      if (a.state() == Acquire.WAITING) {
+        return Math.max(0, now() - a.waitStartNanos);
+      }
+      it.remove(); // cancelled, timed out or failed: nobody polled it yet
+    }
+    return 0;
+  }
+
+  /** The connect error that keeps the pool down (no connection open, last connect failed), or null. */
+  public @Nullable Throwable downCause() {
+    if (!isDown()) {
+      return null;
+    }
+    Throwable e = creator.lastError();
+    return e != null ? e : new IllegalStateException("connects fail");
+  }
+
+  /**
+   * How long ago the most recently working idle connection was last seen working (returned after
+   * use, validated, opened); -1 when no connection is idle.
+   */
+  public long freshestIdleNanos() {
+    long now = now();
+    long best = -1;
+    for (int i = 0, n = slots.length(); i < n; i++) {
+      PooledEntry e = slots.get(i);
+      if (e != null && e.state() == PooledEntry.IDLE) {
+        long age = Math.max(0, now - e.lastAliveNanos);
+        best = best < 0 ? age : Math.min(best, age);
+      }
+    }
+    return best;
   }
 
   @Override

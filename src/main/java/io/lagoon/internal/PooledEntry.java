@@ -82,6 +82,15 @@ final class PooledEntry {
   /** An error raised through the connection showed that it is gone: close it, never lend it. */
   volatile boolean broken;
 
+  /** When the current lend started, for listeners; {@link PoolEvents#NO_TIME} if nobody listened. */
+  long lentAtNanos = PoolEvents.NO_TIME;
+
+  /** When the connect that opened this entry started, for listeners. */
+  long createStartNanos;
+
+  /** Why the entry is closed, noted by a caller whose reason the entry's state does not show. */
+  io.lagoon.PoolListener.@Nullable EvictionReason evictReason;
+
   static int state(long stamp) {
     return (int) (stamp & 3);
   }

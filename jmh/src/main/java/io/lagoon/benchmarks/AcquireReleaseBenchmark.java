@@ -48,6 +48,10 @@ import reactor.core.publisher.Mono;
  * completed by another thread ({@code completed by another thread: acquire N, release M of T}):
  * those are the hand-offs whose wake-ups dominate the waiting figures.
  *
+ * <p>Lagoon runs without meters ({@code meters=none}) and with {@code LagoonMetrics} bound to a
+ * Prometheus registry ({@code meters=prometheus}): gauges, and per acquire + release one acquire
+ * timer and one usage timer update, both with percentile histograms.
+ *
  * <p>r2dbc-pool runs with {@code maxAcquireTime} "none" (its default: no acquire timeout) and
  * "PT30S" (Lagoon's default bound, which r2dbc-pool enforces with a {@code timeout()} operator on
  * every acquire). Lagoon always has its 30 s bound, armed only for acquires that wait.
@@ -132,12 +136,16 @@ public class AcquireReleaseBenchmark {
 
   @State(Scope.Benchmark)
   public static class Lagoon10 {
+    /** "none", or "prometheus": LagoonMetrics bound to a Prometheus registry. */
+    @Param({"none", "prometheus"})
+    public String meters;
+
     io.lagoon.ConnectionPool pool;
     Mono<? extends Connection> create;
 
     @Setup(Level.Trial)
     public void setUp() {
-      pool = Pools.lagoon(new StubConnectionFactory(), 10);
+      pool = Pools.lagoon(new StubConnectionFactory(), 10, meters);
       create = pool.create();
     }
 
@@ -149,12 +157,16 @@ public class AcquireReleaseBenchmark {
 
   @State(Scope.Benchmark)
   public static class Lagoon2 {
+    /** "none", or "prometheus": LagoonMetrics bound to a Prometheus registry. */
+    @Param({"none", "prometheus"})
+    public String meters;
+
     io.lagoon.ConnectionPool pool;
     Mono<? extends Connection> create;
 
     @Setup(Level.Trial)
     public void setUp() {
-      pool = Pools.lagoon(new StubConnectionFactory(), 2);
+      pool = Pools.lagoon(new StubConnectionFactory(), 2, meters);
       create = pool.create();
     }
 

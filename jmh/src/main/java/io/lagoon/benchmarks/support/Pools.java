@@ -16,11 +16,28 @@ public final class Pools {
    * keep their defaults (maxAcquireTime 30 s, armed only for acquires that have to wait).
    */
   public static io.lagoon.ConnectionPool lagoon(ConnectionFactory driver, int maxSize) {
-    io.lagoon.ConnectionPool pool = io.lagoon.ConnectionPool.builder(driver)
+    return lagoon(driver, maxSize, "none");
+  }
+
+  /**
+   * Like {@link #lagoon(ConnectionFactory, int)}; with {@code meters} "prometheus", the pool's
+   * Micrometer meters are bound to a Prometheus registry before the initial fill.
+   */
+  public static io.lagoon.ConnectionPool lagoon(ConnectionFactory driver, int maxSize,
+      String meters) {
+    io.lagoon.ConnectionPoolBuilder builder = io.lagoon.ConnectionPool.builder(driver)
         .maxSize(maxSize)
         .initialSize(maxSize)
-        .poolName("bench-lagoon")
-        .build();
+        .poolName("bench-lagoon");
+    switch (meters) {
+      case "none" -> { }
+      case "prometheus" -> builder.listener(io.lagoon.micrometer.LagoonMetrics.listener(
+          new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
+              io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT)));
+      default -> throw new IllegalArgumentException(
+          "meters (" + meters + ") must be none or prometheus");
+    }
+    io.lagoon.ConnectionPool pool = builder.build();
     pool.warmup().block(WARMUP_TIMEOUT);
     int idle = pool.stats().idle();
     if (idle != maxSize) {

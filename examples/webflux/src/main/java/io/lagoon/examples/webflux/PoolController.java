@@ -1,5 +1,6 @@
 package io.lagoon.examples.webflux;
 
+import io.lagoon.ConnectionPool;
 import io.lagoon.PoolStats;
 import org.springframework.web.bind.annotation.GetMapping;
 import org.springframework.web.bind.annotation.RestController;
@@ -8,14 +9,15 @@ import org.springframework.web.bind.annotation.RestController;
 @RestController
 public class PoolController {
 
-  private final LagoonPool lagoon;
+  private final ConnectionPool pool;
 
-  public PoolController(LagoonPool lagoon) {
-    this.lagoon = lagoon;
+  /** The application's {@code ConnectionFactory} bean is the pool itself. */
+  public PoolController(ConnectionPool pool) {
+    this.pool = pool;
   }
 
   @GetMapping("/pool/stats")
   public PoolStats stats() {
-    return lagoon.pool().stats();
+    return pool.stats();
   }
 }

@@ -1,34 +1,22 @@
 package io.lagoon.examples.webflux;
 
-import io.r2dbc.spi.ConnectionFactory;
 import org.springframework.boot.SpringApplication;
 import org.springframework.boot.autoconfigure.SpringBootApplication;
-import org.springframework.context.annotation.Bean;
 
 /**
  * A small REST API over a table of items, on Spring WebFlux and Spring's {@code DatabaseClient},
  * with Lagoon as the connection pool.
  *
- * <p>Nothing here builds the pool: Spring Boot's R2DBC auto-configuration opens {@code
- * spring.r2dbc.url}, and because that URL starts with {@code r2dbc:lagoon:}, R2DBC's {@code
- * ConnectionFactories} hands it to Lagoon's {@code ConnectionFactoryProvider}, which returns a
- * {@link io.lagoon.ConnectionPool} over the driver named next ({@code h2} or {@code postgresql}).
- * That pool is the application's {@link ConnectionFactory} bean.
+ * <p>Nothing here builds, finds or closes the pool: with Lagoon on the class path, its Spring Boot
+ * auto-configuration makes the application's {@code ConnectionFactory} a {@link
+ * io.lagoon.ConnectionPool} over {@code spring.r2dbc.url} (a plain driver URL), configured by the
+ * {@code spring.r2dbc.pool.*} and {@code lagoon.pool.*} properties, closes it gracefully when the
+ * application stops, and adds its health indicator and meters to the actuator.
  */
 @SpringBootApplication
 public class WebfluxExampleApplication {
 
   public static void main(String[] args) {
     SpringApplication.run(WebfluxExampleApplication.class, args);
-  }
-
-  /**
-   * The Lagoon pool behind the {@link ConnectionFactory} bean, for {@code /pool/stats}, closed at
-   * shutdown. It is exposed through a holder: registering the pool itself as a bean would add a
-   * second {@code ConnectionFactory} bean, and Spring Boot's auto-configuration would back off.
-   */
-  @Bean(destroyMethod = "close")
-  LagoonPool lagoonPool(ConnectionFactory connectionFactory) {
-    return LagoonPool.behind(connectionFactory);
   }
 }

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.ConnectionPool;
 import io.lagoon.PoolStats;
+import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.Wrapped;
 import java.time.Duration;
@@ -31,18 +32,55 @@ class WebfluxExampleApplicationTest {
 
   @Autowired WebTestClient http;
   @Autowired ConnectionFactory connectionFactory;
-  @Autowired LagoonPool lagoon;
+  @Autowired ConnectionPool pool;
   @LocalServerPort int port;
 
   @Test
-  void theConnectionFactoryBeanIsLagoonsPool() {
-    // Spring Boot wraps the factory that the URL produced in its OptionsCapableConnectionFactory,
-    // which delegates create() to it: that factory must be Lagoon's pool, not r2dbc-pool's.
-    assertThat(connectionFactory).isInstanceOf(Wrapped.class);
-    assertThat(((Wrapped<?>) connectionFactory).unwrap()).isInstanceOf(ConnectionPool.class);
-    assertThat(lagoon.pool()).isSameAs(((Wrapped<?>) connectionFactory).unwrap());
-    assertThat(lagoon.pool().name()).isEqualTo("items");
-    assertThat(isOnClassPath("io.r2dbc.pool.ConnectionPool")).as("r2dbc-pool").isFalse();
+  void theConnectionFactoryBeanIsLagoonsPoolConfiguredByTheProperties() {
+    // r2dbc-pool is on the class path (spring-boot-starter-data-r2dbc brings it), yet the bean is
+    // Lagoon's pool, and nothing between it and the driver is r2dbc-pool.
+    assertThat(isOnClassPath("io.r2dbc.pool.ConnectionPool")).as("r2dbc-pool").isTrue();
+    assertThat(connectionFactory).isSameAs(pool);
+    Object behind = pool.unwrap();
+    while (behind instanceof Wrapped<?> wrapped) {
+      assertThat(behind.getClass().getName()).doesNotStartWith("io.r2dbc.pool.");
+      behind = wrapped.unwrap();
+    }
+    assertThat(pool.name()).as("lagoon.pool.pool-name").isEqualTo("items");
+    assertThat(pool.stats().maxSize()).as("spring.r2dbc.pool.max-size").isEqualTo(10);
+  }
+
+  @Test
+  void theActuatorShowsThePoolsMetersAndHealth() {
+    assertThat(acquiredGauge()).isZero();
+    List<Connection> held = Flux.range(0, 3).flatMap(i -> pool.create()).collectList()
+        .block(Duration.ofSeconds(10));
+    try {
+      assertThat(acquiredGauge()).as("while three connections are held").isEqualTo(3.0);
+    } finally {
+      Flux.fromIterable(held).flatMap(Connection::close).then().block(Duration.ofSeconds(10));
+    }
+    assertThat(acquiredGauge()).isZero();
+
+    http.get().uri("/actuator/health")
+        .exchange()
+        .expectStatus().isOk()
+        .expectBody()
+        .jsonPath("$.status").isEqualTo("UP")
+        .jsonPath("$.components.r2dbc.status").isEqualTo("UP")
+        .jsonPath("$.components.r2dbc.details.pool").isEqualTo("items")
+        .jsonPath("$.components.r2dbc.details.maxSize").isEqualTo(10);
+  }
+
+  /** {@code /actuator/metrics/r2dbc.pool.acquired}, tagged with the pool's name. */
+  private double acquiredGauge() {
+    Map<?, ?> body = http.get().uri("/actuator/metrics/r2dbc.pool.acquired?tag=name:items")
+        .exchange()
+        .expectStatus().isOk()
+        .expectBody(Map.class).returnResult().getResponseBody();
+    assertThat(body).isNotNull();
+    List<?> measurements = (List<?>) body.get("measurements");
+    return ((Number) ((Map<?, ?>) measurements.get(0)).get("value")).doubleValue();
   }
 
   @Test
@@ -89,7 +127,7 @@ class WebfluxExampleApplicationTest {
 
   @Test
   void servesABurstOfConcurrentRequestsAndReturnsEveryConnection() {
-    long acquiresBefore = lagoon.pool().stats().acquires();
+    long acquiresBefore = pool.stats().acquires();
     WebClient client = WebClient.create("http://127.0.0.1:" + port);
     int requests = 100;
 
@@ -130,12 +168,12 @@ class WebfluxExampleApplicationTest {
 
   /** Waits until the condition holds (not for a fixed time), re-reading stats every 10 ms. */
   private PoolStats awaitIdle(Duration timeout) {
-    PoolStats stats = reactor.core.publisher.Mono.fromCallable(() -> lagoon.pool().stats())
+    PoolStats stats = reactor.core.publisher.Mono.fromCallable(() -> pool.stats())
         .filter(s -> s.acquired() == 0 && s.pending() == 0)
         .repeatWhenEmpty(ticks -> ticks.delayElements(Duration.ofMillis(10))
             .take(timeout.toMillis() / 10))
         .block(timeout.plusSeconds(1));
-    return stats != null ? stats : lagoon.pool().stats();
+    return stats != null ? stats : pool.stats();
   }
 
   private static boolean isOnClassPath(String className) {

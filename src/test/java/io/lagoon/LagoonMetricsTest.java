@@ -1,0 +1,254 @@
+package io.lagoon;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.lagoon.micrometer.LagoonMetrics;
+import io.lagoon.micrometer.LagoonMetrics.Naming;
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.core.instrument.Tags;
+import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.config.MeterFilter;
+import io.micrometer.core.instrument.distribution.DistributionStatisticConfig;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
+import io.r2dbc.spi.R2dbcNonTransientResourceException;
+import java.time.Duration;
+import java.util.List;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import reactor.core.Disposable;
+import reactor.core.publisher.Flux;
+import reactor.test.StepVerifier;
+
+/** Micrometer meters over the fake driver, in virtual time. */
+class LagoonMetricsTest extends PoolFixture {
+
+  private final SimpleMeterRegistry registry = new SimpleMeterRegistry();
+  /** Meters whose configuration asks for a percentile histogram. */
+  private final Set<String> histograms = ConcurrentHashMap.newKeySet();
+
+  LagoonMetricsTest() {
+    super("shop");
+    registry.config().meterFilter(new MeterFilter() {
+      @Override
+      public DistributionStatisticConfig configure(Meter.Id id, DistributionStatisticConfig c) {
+        if (Boolean.TRUE.equals(c.isPercentileHistogram())) {
+          histograms.add(id.getName());
+        }
+        return c;
+      }
+    });
+  }
+
+  private double gauge(String name) {
+    return registry.get(name).tag("name", "shop").gauge().value();
+  }
+
+  private Timer timer(String name, String outcome) {
+    return registry.get(name).tag("name", "shop").tag("outcome", outcome).timer();
+  }
+
+  @Test
+  void gaugesHaveSpringBootsNamesAndFollowThePool() {
+    ConnectionPool pool = pool(b -> b.maxSize(3).initialSize(2).maxPendingAcquires(50));
+    LagoonMetrics.monitor(pool, registry);
+    assertThat(gauge("r2dbc.pool.allocated")).isEqualTo(2);
+    assertThat(gauge("r2dbc.pool.idle")).isEqualTo(2);
+    assertThat(gauge("r2dbc.pool.acquired")).isZero();
+    assertThat(gauge("r2dbc.pool.max.allocated")).isEqualTo(3);
+    assertThat(gauge("r2dbc.pool.max.pending")).isEqualTo(50);
+
+    driver.connectLatency(Duration.ofSeconds(1));
+    Borrower a = Borrower.borrow(pool.create());
+    Borrower b = Borrower.borrow(pool.create());
+    Borrower c = Borrower.borrow(pool.create()); // waits for the third connect
+    assertThat(gauge("r2dbc.pool.acquired")).isEqualTo(2);
+    assertThat(gauge("r2dbc.pool.idle")).isZero();
+    assertThat(gauge("r2dbc.pool.pending")).isEqualTo(1);
+    assertThat(gauge("r2dbc.pool.allocated")).isEqualTo(3);
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(gauge("r2dbc.pool.acquired")).isEqualTo(3);
+    assertThat(gauge("r2dbc.pool.pending")).isZero();
+    a.release();
+    b.release();
+    c.release();
+    assertThat(gauge("r2dbc.pool.acquired")).isZero();
+    assertThat(gauge("r2dbc.pool.idle")).isEqualTo(3);
+  }
+
+  @Test
+  void timersRecordAcquireWaitByOutcomeAndUsage() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).initialSize(1)
+        .maxAcquireTime(Duration.ofSeconds(5)));
+    LagoonMetrics.monitor(pool, registry);
+    Borrower holder = Borrower.borrow(pool.create()); // at once: a wait of 0
+    Borrower waiter = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(2));
+    holder.release(); // lent for 2 s; the waiter waited 2 s
+    Borrower late = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(5)); // the waiter keeps it: the late one times out
+    assertThat(late.error()).isInstanceOf(PoolAcquireTimeoutException.class);
+    waiter.release(); // lent for 5 s
+
+    Timer success = timer("r2dbc.pool.acquire", "success");
+    assertThat(success.count()).isEqualTo(2);
+    assertThat(success.totalTime(TimeUnit.MILLISECONDS)).isEqualTo(2000);
+    assertThat(success.max(TimeUnit.MILLISECONDS)).isEqualTo(2000);
+    Timer timeout = timer("r2dbc.pool.acquire", "timeout");
+    assertThat(timeout.count()).isEqualTo(1);
+    assertThat(timeout.totalTime(TimeUnit.SECONDS)).isEqualTo(5);
+    assertThat(timer("r2dbc.pool.acquire", "rejected").count()).isZero();
+    assertThat(timer("r2dbc.pool.acquire", "cancelled").count()).isZero();
+    assertThat(timer("r2dbc.pool.acquire", "failed").count()).isZero();
+
+    Timer usage = registry.get("r2dbc.pool.usage").tag("name", "shop").timer();
+    assertThat(usage.count()).isEqualTo(2);
+    assertThat(usage.totalTime(TimeUnit.SECONDS)).isEqualTo(7);
+    assertThat(histograms).as("timers that ask for a percentile histogram")
+        .contains("r2dbc.pool.acquire", "r2dbc.pool.usage", "r2dbc.pool.creation");
+  }
+
+  @Test
+  void aBuilderListenerTimesTheInitialFillAndConnectFailuresAreCounted() {
+    driver.connectLatency(Duration.ofMillis(80));
+    ConnectionPool pool = pool(b -> b.maxSize(4).initialSize(2).acquireRetry(3)
+        .listener(LagoonMetrics.listener(registry)));
+    time.advanceTimeBy(Duration.ofMillis(80));
+    Timer created = timer("r2dbc.pool.creation", "success");
+    assertThat(created.count()).isEqualTo(2);
+    assertThat(created.max(TimeUnit.MILLISECONDS)).isEqualTo(80);
+
+    driver.failNextConnects(2);
+    Borrower a = Borrower.borrow(pool.create());
+    Borrower b = Borrower.borrow(pool.create());
+    Borrower c = Borrower.borrow(pool.create()); // needs a new connection: two fail first
+    time.advanceTimeBy(Duration.ofSeconds(2));
+    assertThat(c.got()).isTrue();
+    assertThat(timer("r2dbc.pool.creation", "failure").count()).isEqualTo(2);
+    assertThat(registry.get("r2dbc.pool.connect.failures").tag("name", "shop").counter().count())
+        .isEqualTo(2);
+    assertThat(created.count()).isEqualTo(3);
+    a.release();
+    b.release();
+    c.release();
+  }
+
+  @Test
+  void evictionsAreCountedByReason() {
+    ConnectionPool pool = pool(b -> b.maxSize(3).initialSize(3).maxConcurrentCreates(3)
+        .maxIdleTime(Duration.ofMinutes(5)).keepaliveInterval(Duration.ZERO)
+        .backgroundEvictionInterval(Duration.ofMinutes(1)));
+    LagoonMetrics.monitor(pool, registry);
+    Borrower broken = Borrower.borrow(pool.create());
+    broken.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+    StepVerifier.create(Flux.from(broken.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
+    broken.release();
+    time.advanceTimeBy(Duration.ofMinutes(5));
+    assertThat(evictions("broken")).isEqualTo(1);
+    assertThat(evictions("idle")).isEqualTo(2);
+    assertThat(evictions("lifetime") + evictions("validation") + evictions("soft")
+        + evictions("abandoned") + evictions("closed")).isZero();
+  }
+
+  private double evictions(String reason) {
+    return registry.get("r2dbc.pool.evictions").tag("name", "shop").tag("reason", reason).counter()
+        .count();
+  }
+
+  @Test
+  void theOldestWaitersAgeIgnoresWaitersThatLeft() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).initialSize(1)
+        .maxAcquireTime(Duration.ofMinutes(1)));
+    LagoonMetrics.monitor(pool, registry);
+    Borrower holder = Borrower.borrow(pool.create());
+    assertThat(oldest()).isZero();
+    Borrower first = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(3));
+    Borrower second = Borrower.borrow(pool.create());
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(oldest()).isEqualTo(4);
+    first.cancel(); // its node stays in the queue until someone skips it
+    assertThat(oldest()).isEqualTo(1);
+    holder.release();
+    assertThat(second.got()).isTrue();
+    assertThat(oldest()).isZero();
+    second.release();
+  }
+
+  private double oldest() {
+    return registry.get("r2dbc.pool.pending.oldest").tag("name", "shop").timeGauge()
+        .value(TimeUnit.SECONDS);
+  }
+
+  @Test
+  void metersAreRemovedWhenThePoolHasClosedOrTheHandleIsDisposed() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).initialSize(1));
+    Disposable meters = LagoonMetrics.monitor(pool, registry, Naming.SPRING_BOOT,
+        Tags.of("app", "shop-api"));
+    assertThat(registry.get("r2dbc.pool.acquired").tags("name", "shop", "app", "shop-api")
+        .gauge().value()).isZero();
+    assertThat(registry.getMeters()).isNotEmpty();
+    meters.dispose();
+    assertThat(registry.getMeters()).isEmpty();
+
+    LagoonMetrics.monitor(pool, registry);
+    Borrower lent = Borrower.borrow(pool.create());
+    StepVerifier.create(pool.closeGracefully(Duration.ofSeconds(2)))
+        .then(() -> assertThat(registry.getMeters()).as("a connection is still lent").isNotEmpty())
+        .then(lent::release)
+        .verifyComplete();
+    assertThat(registry.getMeters()).isEmpty();
+  }
+
+  @Test
+  void openTelemetryNamingUsesTheSemanticConventionNames() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).initialSize(2).maxConcurrentCreates(2)
+        .maxAcquireTime(Duration.ofSeconds(1)));
+    LagoonMetrics.monitor(pool, registry, Naming.OPEN_TELEMETRY, Tags.empty());
+    Borrower a = Borrower.borrow(pool.create());
+    Borrower b = Borrower.borrow(pool.create());
+    Borrower c = Borrower.borrow(pool.create());
+    assertThat(otelGauge("db.client.connection.count", "state", "used")).isEqualTo(2);
+    assertThat(otelGauge("db.client.connection.count", "state", "idle")).isZero();
+    assertThat(registry.get("db.client.connection.max").tag("pool.name", "shop").gauge().value())
+        .isEqualTo(2);
+    assertThat(registry.get("db.client.connection.pending_requests").tag("pool.name", "shop")
+        .gauge().value()).isEqualTo(1);
+    time.advanceTimeBy(Duration.ofSeconds(1));
+    assertThat(c.error()).isInstanceOf(PoolAcquireTimeoutException.class);
+    assertThat(registry.get("db.client.connection.timeouts").tag("pool.name", "shop").counter()
+        .count()).isEqualTo(1);
+    a.release();
+    b.release();
+    assertThat(registry.get("db.client.connection.wait_time").tag("pool.name", "shop")
+        .tag("outcome", "success").timer().count()).isEqualTo(2);
+    assertThat(registry.get("db.client.connection.use_time").tag("pool.name", "shop").timer()
+        .totalTime(TimeUnit.SECONDS)).isEqualTo(2);
+    assertThat(registry.get("db.client.connection.create_time").tag("pool.name", "shop")
+        .tag("outcome", "success").timer().count()).isZero(); // opened before monitor()
+    List<String> names = registry.getMeters().stream().map(m -> m.getId().getName()).distinct()
+        .toList();
+    assertThat(names).noneMatch(n -> n.startsWith("r2dbc."));
+    assertThat(registry.getMeters()).allMatch(m -> "shop".equals(m.getId().getTag("pool.name")));
+  }
+
+  private double otelGauge(String name, String tag, String value) {
+    return registry.get(name).tag("pool.name", "shop").tag(tag, value).gauge().value();
+  }
+
+  @Test
+  void oneListenerServesOnePool() {
+    ConnectionPool first = pool(b -> b.maxSize(1));
+    var listener = LagoonMetrics.listener(registry);
+    first.addListener(listener);
+    ConnectionPool second = pool(b -> b.maxSize(1));
+    assertThatThrownBy(() -> second.addListener(listener))
+        .isInstanceOf(IllegalStateException.class)
+        .hasMessageContaining("already serves pool 'shop'");
+    List<Meter> meters = registry.getMeters();
+    assertThat(meters).isNotEmpty();
+  }
+}
