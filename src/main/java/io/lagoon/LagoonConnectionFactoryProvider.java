@@ -78,8 +78,7 @@ public final class LagoonConnectionFactoryProvider implements ConnectionFactoryP
     Objects.requireNonNull(options, "options must not be null");
     ConnectionFactoryOptions driverOptions = DriverOptions.of(options);
     PoolOptions.Values poolOptions = PoolOptions.read(options);
-    ConnectionFactory factory = DriverOptions.factory(driverOptions);
-    DriverOptions.checkNoLookalikes(options, driverOptions);
+    ConnectionFactory factory = DriverOptions.factory(options, driverOptions);
     ConnectionPoolBuilder builder = ConnectionPool.builder(factory);
     poolOptions.applyTo(builder);
     return builder;

@@ -60,17 +60,20 @@ public final class DriverOptions {
   }
 
   /**
-   * The driver's factory for {@code driverOptions} (from {@link #of}).
+   * The driver's factory for {@code driverOptions} (from {@link #of} of {@code options}), once
+   * no option in {@code options} looks like a misspelt pool option.
    *
    * @throws IllegalArgumentException naming the drivers on the class path if none supports them
    */
-  public static ConnectionFactory factory(ConnectionFactoryOptions driverOptions) {
+  public static ConnectionFactory factory(ConnectionFactoryOptions options,
+      ConnectionFactoryOptions driverOptions) {
     if (!ConnectionFactories.supports(driverOptions)) {
       throw new IllegalArgumentException("No R2DBC driver '"
           + driverOptions.getValue(ConnectionFactoryOptions.DRIVER) + "' to pool: the driver"
           + " after 'lagoon:' must be on the class path (" + URL_FORM + "); available drivers: "
           + availableDrivers());
     }
+    checkNoLookalikes(options, driverOptions);
     return ConnectionFactories.get(driverOptions);
   }
 
@@ -80,7 +83,7 @@ public final class DriverOptions {
    *
    * @throws IllegalArgumentException for such an option
    */
-  public static void checkNoLookalikes(ConnectionFactoryOptions options,
+  private static void checkNoLookalikes(ConnectionFactoryOptions options,
       ConnectionFactoryOptions driverOptions) {
     String spec = delegateSpec(options);
     PoolOptions.checkNoLookalikes(options,

