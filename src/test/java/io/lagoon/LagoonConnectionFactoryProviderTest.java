@@ -524,10 +524,10 @@ class LagoonConnectionFactoryProviderTest {
   void anUnknownDriverAfterLagoonIsNamed() {
     rejects("r2dbc:lagoon:nosuchdriver://x", "No R2DBC driver 'nosuchdriver' to pool: the driver"
         + " after 'lagoon:' must be on the class path (" + URL_FORM + "); available drivers:"
-        + " mariadb, pool, postgresql, recording");
+        + " mariadb, postgresql, recording");
     rejects("r2dbc:lagoon:nosuchdriver:tcp://u:" + SECRET + "@h/db", "No R2DBC driver"
         + " 'nosuchdriver' to pool: the driver after 'lagoon:' must be on the class path ("
-        + URL_FORM + "); available drivers: mariadb, pool, postgresql, recording");
+        + URL_FORM + "); available drivers: mariadb, postgresql, recording");
   }
 
   @Test

@@ -117,7 +117,10 @@ public final class DriverOptions {
         || name.equals(ConnectionFactoryOptions.PROTOCOL.name());
   }
 
-  /** The drivers {@link ConnectionFactories} can find, as ConnectionFactories itself finds them. */
+  /**
+   * The database drivers {@link ConnectionFactories} can find, as ConnectionFactories itself finds
+   * them: Lagoon and r2dbc-pool are left out, they are pools.
+   */
   private static String availableDrivers() {
     TreeSet<String> names = new TreeSet<>();
     Iterator<ConnectionFactoryProvider> providers = ServiceLoader
@@ -126,7 +129,7 @@ public final class DriverOptions {
     while (hasNext(providers)) {
       try {
         String name = providers.next().getDriver();
-        if (!LAGOON_DRIVER.equals(name)) {
+        if (!LAGOON_DRIVER.equals(name) && !R2DBC_POOL_DRIVER.equals(name)) { // pools, not drivers
           names.add(name);
         }
       } catch (ServiceConfigurationError | RuntimeException e) {
