@@ -27,7 +27,7 @@ import reactor.core.publisher.Mono;
  * (or PostgreSQL with {@code -Dspring.profiles.active=postgres}).
  */
 @SpringBootTest(webEnvironment = WebEnvironment.RANDOM_PORT)
-@AutoConfigureWebTestClient
+@AutoConfigureWebTestClient(timeout = "30s") // a cold first request on a busy 2-core machine
 class WebfluxExampleApplicationTest {
 
   @Autowired WebTestClient http;
