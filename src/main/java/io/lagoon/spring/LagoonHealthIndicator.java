@@ -61,9 +61,7 @@ public class LagoonHealthIndicator implements ReactiveHealthIndicator {
       }
       Throwable down = core.downCause();
       if (down != null) {
-        return Mono.just(details(Health.down(), stats).withDetail("reason",
-            "the database refuses connections: none is open and the last connect failed")
-            .withDetail("error", down.getClass().getName() + ": " + down.getMessage()).build());
+        return Mono.just(refused(stats, down));
       }
       if (stats.acquired() > 0) {
         return Mono.just(details(Health.up(), stats).withDetail("check", "connections are lent")
@@ -94,11 +92,26 @@ public class LagoonHealthIndicator implements ReactiveHealthIndicator {
                 .build()
             : details(Health.down(), pool.stats())
                 .withDetail("reason", "a connection failed validation").build())
-        .onErrorResume(e -> Mono.just(details(Health.down(), pool.stats())
-            .withDetail("reason", e instanceof TimeoutException
-                ? "no valid connection within lagoon.health.timeout " + timeout
-                : "could not get a valid connection")
-            .withDetail("error", e.getClass().getName() + ": " + e.getMessage()).build()));
+        .onErrorResume(e -> {
+          // The pool may have gone down while this check waited for its first connect.
+          Throwable down = PoolAccess.core(pool).downCause();
+          if (down != null || e instanceof io.lagoon.PoolUnavailableException) {
+            return Mono.just(refused(pool.stats(), down != null ? down
+                : e.getCause() != null ? e.getCause() : e));
+          }
+          return Mono.just(details(Health.down(), pool.stats())
+              .withDetail("reason", e instanceof TimeoutException
+                  ? "no valid connection within lagoon.health.timeout " + timeout
+                  : "could not get a valid connection")
+              .withDetail("error", e.getClass().getName() + ": " + e.getMessage()).build());
+        });
+  }
+
+  private static Health refused(PoolStats stats, Throwable connectError) {
+    return details(Health.down(), stats).withDetail("reason",
+            "the database refuses connections: none is open and the last connect failed")
+        .withDetail("error", connectError.getClass().getName() + ": " + connectError.getMessage())
+        .build();
   }
 
   private static Health.Builder details(Health.Builder b, PoolStats s) {
