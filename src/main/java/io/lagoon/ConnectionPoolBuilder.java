@@ -28,7 +28,8 @@ import reactor.core.scheduler.Schedulers;
  * maxLifeTime} or {@code maxIdleTime} when they are shorter than its default, and an unset {@code
  * maxLifeTime} rises to twice a {@code keepaliveInterval} longer than its default; an unset {@code
  * backgroundEvictionInterval} is at most half the shortest of {@code keepaliveInterval}, {@code
- * maxIdleTime} and {@code maxLifeTime} (but at least {@link #MIN_BACKGROUND_EVICTION_INTERVAL}).
+ * maxIdleTime}, {@code maxLifeTime} and {@code leakDetectionThreshold} (but at least {@link
+ * #MIN_BACKGROUND_EVICTION_INTERVAL}).
  *
  * <p>As in r2dbc-pool, a negative {@code maxAcquireTime}, {@code maxCreateConnectionTime}, {@code
  * maxValidationTime}, {@code maxIdleTime} or {@code maxLifeTime} means no limit ({@link
@@ -100,6 +101,7 @@ public final class ConnectionPoolBuilder {
   private @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease;
   private boolean registerJmx;
   private SessionReset sessionReset = SessionReset.AUTO;
+  private Duration leakDetectionThreshold = Duration.ZERO;
   private final List<PoolListener> listeners = new ArrayList<>();
 
   ConnectionPoolBuilder(ConnectionFactory factory) {
@@ -291,9 +293,10 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
-   * How often housekeeping runs: idle and lifetime retirement, keepalive, {@code minIdle} refill.
-   * Default 30 s, or half the shortest of {@code keepaliveInterval}, {@code maxIdleTime} and
-   * {@code maxLifeTime} if that is less (but not below {@link #MIN_BACKGROUND_EVICTION_INTERVAL}).
+   * How often housekeeping runs: idle and lifetime retirement, keepalive, {@code minIdle} refill,
+   * leak detection. Default 30 s, or half the shortest of {@code keepaliveInterval}, {@code
+   * maxIdleTime}, {@code maxLifeTime} and {@code leakDetectionThreshold} if that is less (but not
+   * below {@link #MIN_BACKGROUND_EVICTION_INTERVAL}).
    * Zero or negative keeps the default (r2dbc-pool's zero disabled its background eviction; Lagoon
    * always runs housekeeping); otherwise at least {@link #MIN_BACKGROUND_EVICTION_INTERVAL}.
    */
@@ -366,6 +369,27 @@ public final class ConnectionPoolBuilder {
   }
 
   /**
+   * Leak detection: a connection lent for longer than this is logged once, at WARN, as a possible
+   * leak, with the pool's name, how long it has been lent and the stack of the code that borrowed
+   * it (the call to {@link ConnectionPool#create()}, {@code withConnection} or {@code
+   * inTransaction}); when it is given back after all, an INFO says after how long. The check runs
+   * with housekeeping, so a lend is reported up to {@code backgroundEvictionInterval} after the
+   * threshold (an unset interval is at most half the threshold). A connection whose handle is
+   * garbage-collected without {@code close()} is logged with its borrow site too. Default zero:
+   * off, and borrowing costs nothing for it; when on, each {@code create()} call records its
+   * caller's stack (a few microseconds). Must not be negative.
+   */
+  public ConnectionPoolBuilder leakDetectionThreshold(Duration leakDetectionThreshold) {
+    Objects.requireNonNull(leakDetectionThreshold, "leakDetectionThreshold must not be null");
+    if (leakDetectionThreshold.isNegative()) {
+      throw new IllegalArgumentException("leakDetectionThreshold (" + leakDetectionThreshold
+          + ") must not be negative (zero disables leak detection)");
+    }
+    this.leakDetectionThreshold = capped(leakDetectionThreshold);
+    return this;
+  }
+
+  /**
    * Adds a listener to the pool's events (see {@link PoolListener}), attached before the pool
    * starts its initial fill. May be called more than once; each listener is attached once per
    * pool built.
@@ -424,6 +448,9 @@ public final class ConnectionPoolBuilder {
       if (!keepalive.isZero()) {
         shortest = min(shortest, keepalive);
       }
+      if (!leakDetectionThreshold.isZero()) {
+        shortest = min(shortest, leakDetectionThreshold);
+      }
       housekeeping = max(MIN_BACKGROUND_EVICTION_INTERVAL,
           min(DEFAULT_BACKGROUND_EVICTION_INTERVAL, shortest.dividedBy(2)));
     }
@@ -433,7 +460,7 @@ public final class ConnectionPoolBuilder {
         maxAcquireTime, maxCreateConnectionTime, creates, maxCloseTime,
         scheduler != null ? scheduler : Schedulers.parallel(), validationDepth, validationQuery,
         maxValidationTime, validationSkipWindow, maxIdleTime, life, keepalive, housekeeping,
-        acquireRetry, postAllocate, preRelease, registerJmx, sessionReset);
+        acquireRetry, postAllocate, preRelease, registerJmx, sessionReset, leakDetectionThreshold);
   }
 
   private static int orZero(@Nullable Integer value) {

@@ -78,6 +78,8 @@ class ConnectionPoolBuilderTest {
         "backgroundEvictionInterval (PT0.099S) must be at least PT0.1S, or zero or negative for"
             + " the default");
     rejects(b -> b.acquireRetry(-1), "acquireRetry (-1) must be >= 0");
+    rejects(b -> b.leakDetectionThreshold(Duration.ofSeconds(-1)),
+        "leakDetectionThreshold (PT-1S) must not be negative (zero disables leak detection)");
     rejects(b -> b.maxLifeTime(Duration.ofMinutes(2)).keepaliveInterval(Duration.ofMinutes(2)),
         "keepaliveInterval (PT2M) must be < maxLifeTime (PT2M), or zero to disable keepalive");
   }
@@ -94,8 +96,31 @@ class ConnectionPoolBuilderTest {
     assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofMinutes(2));
     assertThat(c.backgroundEvictionInterval()).isEqualTo(Duration.ofSeconds(30));
     assertThat(c.acquireRetry()).isZero();
+    assertThat(c.leakDetectionThreshold()).as("leak detection off").isZero();
+    assertThat(c.leakDetection()).isFalse();
     assertThat(ConnectionPool.builder(factory).keepaliveInterval(Duration.ZERO).config()
         .keepaliveInterval()).isZero();
+  }
+
+  @Test
+  void anUnsetHousekeepingIntervalIsAtMostHalfTheLeakDetectionThreshold() {
+    PoolConfig c = ConnectionPool.builder(factory).leakDetectionThreshold(Duration.ofSeconds(10))
+        .config();
+    assertThat(c.leakDetection()).isTrue();
+    assertThat(c.leakDetectionThreshold()).isEqualTo(Duration.ofSeconds(10));
+    assertThat(c.backgroundEvictionInterval()).as("a leak is reported at most 5 s late")
+        .isEqualTo(Duration.ofSeconds(5));
+    assertThat(ConnectionPool.builder(factory).leakDetectionThreshold(Duration.ofMillis(150))
+        .config().backgroundEvictionInterval()).as("never below the minimum")
+        .isEqualTo(Duration.ofMillis(100));
+    assertThat(ConnectionPool.builder(factory).leakDetectionThreshold(Duration.ofHours(1))
+        .config().backgroundEvictionInterval()).as("only ever lowered")
+        .isEqualTo(Duration.ofSeconds(30));
+    assertThat(ConnectionPool.builder(factory).leakDetectionThreshold(Duration.ofSeconds(10))
+        .backgroundEvictionInterval(Duration.ofMinutes(1)).config().backgroundEvictionInterval())
+        .as("an interval that is set stays").isEqualTo(Duration.ofMinutes(1));
+    assertThat(ConnectionPool.builder(factory).leakDetectionThreshold(Duration.ZERO).config()
+        .leakDetection()).as("zero: off").isFalse();
   }
 
   @Test

@@ -190,7 +190,7 @@ class LagoonAutoConfigurationTest {
             "lagoon.pool.max-concurrent-creates=2", "lagoon.pool.max-close-time=3s",
             "lagoon.pool.keepalive-interval=1m", "lagoon.pool.validation-skip-window=250ms",
             "lagoon.pool.session-reset=always", "lagoon.pool.background-eviction-interval=10s",
-            "lagoon.pool.register-jmx=false")
+            "lagoon.pool.register-jmx=false", "lagoon.pool.leak-detection-threshold=20s")
         .run(context -> {
           ConnectionPool pool = context.getBean(ConnectionPool.class);
           PoolConfig c = config(pool);
@@ -203,6 +203,7 @@ class LagoonAutoConfigurationTest {
           assertThat(c.sessionReset()).isEqualTo(SessionReset.ALWAYS);
           assertThat(c.backgroundEvictionInterval()).isEqualTo(Duration.ofSeconds(10));
           assertThat(c.registerJmx()).isFalse();
+          assertThat(c.leakDetectionThreshold()).isEqualTo(Duration.ofSeconds(20));
         });
   }
 
@@ -229,6 +230,12 @@ class LagoonAutoConfigurationTest {
             "spring.r2dbc.pool.max-size=0")
         .run(context -> assertThat(context).hasFailed().getFailure().rootCause()
             .hasMessage("maxSize (0) must be >= 1 (maxSize is set by spring.r2dbc.pool.max-size)"));
+    runner.withPropertyValues("spring.r2dbc.url=r2dbc:recording://db/shop",
+            "lagoon.pool.leak-detection-threshold=-5s")
+        .run(context -> assertThat(context).hasFailed().getFailure().rootCause()
+            .hasMessage("leakDetectionThreshold (PT-5S) must not be negative (zero disables leak"
+                + " detection) (leakDetectionThreshold is set by"
+                + " lagoon.pool.leak-detection-threshold)"));
   }
 
   @Test

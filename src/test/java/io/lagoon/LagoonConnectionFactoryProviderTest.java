@@ -205,7 +205,7 @@ class LagoonConnectionFactoryProviderTest {
         + "&acquireRetry=2&validationQuery=SELECT%201&validationDepth=remote"
         + "&backgroundEvictionInterval=PT2M&poolName=orders&maxPendingAcquires=50"
         + "&maxConcurrentCreates=4&maxCloseTime=1500ms&keepaliveInterval=45s"
-        + "&validationSkipWindow=250ms");
+        + "&validationSkipWindow=250ms&leakDetectionThreshold=20s");
 
     assertThat(c.initialSize()).isEqualTo(2);
     assertThat(c.maxSize()).isEqualTo(7);
@@ -225,6 +225,7 @@ class LagoonConnectionFactoryProviderTest {
     assertThat(c.backgroundEvictionInterval()).isEqualTo(Duration.ofMinutes(2));
     assertThat(c.keepaliveInterval()).isEqualTo(Duration.ofSeconds(45));
     assertThat(c.validationSkipWindow()).isEqualTo(Duration.ofMillis(250));
+    assertThat(c.leakDetectionThreshold()).isEqualTo(Duration.ofSeconds(20));
   }
 
   @Test
@@ -329,7 +330,7 @@ class LagoonConnectionFactoryProviderTest {
         "maxCreateConnectionTime", "maxValidationTime", "acquireRetry", "validationQuery",
         "validationDepth", "backgroundEvictionInterval", "poolName", "registerJmx",
         "postAllocate", "preRelease", "maxPendingAcquires", "maxConcurrentCreates", "maxCloseTime",
-        "keepaliveInterval", "validationSkipWindow", "sessionReset");
+        "keepaliveInterval", "validationSkipWindow", "sessionReset", "leakDetectionThreshold");
     assertThat(PoolOptions.isPoolOption("sslMode")).isFalse();
     assertThat(PoolOptions.isPoolOption("maxsize")).isFalse(); // names are case-sensitive
   }
@@ -422,6 +423,10 @@ class LagoonConnectionFactoryProviderTest {
     rejectsOption("keepAliveInterval=0", lookalike("keepAliveInterval", "keepaliveInterval", cased,
         "recording"));
     rejectsOption("poolname=x", lookalike("poolname", "poolName", cased, "recording"));
+    rejectsOption("leakDetectionTreshold=10s", lookalike("leakDetectionTreshold",
+        "leakDetectionThreshold", "", "recording"));
+    rejectsOption("leak-detection-threshold=10s", lookalike("leak-detection-threshold",
+        "leakDetectionThreshold", camel, "recording"));
   }
 
   @Test
@@ -576,6 +581,10 @@ class LagoonConnectionFactoryProviderTest {
         "maxCloseTime ('P999999999999999D') is out of range for a duration");
     rejectsOption("maxCloseTime=999999999999999d",
         "maxCloseTime ('999999999999999d') is out of range for a duration");
+    rejectsOption("leakDetectionThreshold=soon", "leakDetectionThreshold ('soon') must be a"
+        + " duration: " + DURATION_FORMS);
+    rejectsOption("leakDetectionThreshold=10", "leakDetectionThreshold ('10') needs a unit: use "
+        + DURATION_FORMS);
   }
 
   @Test
@@ -598,6 +607,8 @@ class LagoonConnectionFactoryProviderTest {
     rejectsOption("validationQuery=%20", "validationQuery (' ') must not be blank");
     rejectsOption("keepaliveInterval=2h&maxLifeTime=1h",
         "keepaliveInterval (PT2H) must be < maxLifeTime (PT1H), or zero to disable keepalive");
+    rejectsOption("leakDetectionThreshold=-1s", "leakDetectionThreshold (PT-1S) must not be"
+        + " negative (zero disables leak detection)");
   }
 
   @Test

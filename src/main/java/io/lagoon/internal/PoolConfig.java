@@ -38,6 +38,8 @@ import reactor.core.scheduler.Scheduler;
  * @param preRelease runs on every connection given back, before the reset, or null
  * @param registerJmx whether the pool registers its MXBean
  * @param sessionReset when session state changed through SQL is undone on release
+ * @param leakDetectionThreshold a lend longer than this is logged as a possible leak, with its
+ *     borrow site (zero: leak detection off)
  */
 public record PoolConfig(
     ConnectionFactory factory,
@@ -63,7 +65,8 @@ public record PoolConfig(
     @Nullable Function<? super Connection, ? extends Publisher<Void>> postAllocate,
     @Nullable Function<? super Connection, ? extends Publisher<Void>> preRelease,
     boolean registerJmx,
-    io.lagoon.SessionReset sessionReset) {
+    io.lagoon.SessionReset sessionReset,
+    Duration leakDetectionThreshold) {
 
   /**
    * The duration that stands for "no limit": 36,500 days. A negative {@code maxAcquireTime},
@@ -78,6 +81,11 @@ public record PoolConfig(
   /** Whether {@code d} means no limit (it is {@link #NO_LIMIT} or longer). */
   public static boolean isNoLimit(Duration d) {
     return d.compareTo(NO_LIMIT) >= 0;
+  }
+
+  /** Whether leak detection is on: {@code leakDetectionThreshold} is not zero. */
+  public boolean leakDetection() {
+    return !leakDetectionThreshold.isZero();
   }
 
   /** A duration as the configuration prints it: {@code none} for no limit. */
@@ -101,6 +109,6 @@ public record PoolConfig(
         + show(backgroundEvictionInterval) + ", acquireRetry="
         + acquireRetry + ", postAllocate=" + (postAllocate != null) + ", preRelease="
         + (preRelease != null) + ", registerJmx=" + registerJmx + ", sessionReset=" + sessionReset
-        + "]";
+        + ", leakDetectionThreshold=" + show(leakDetectionThreshold) + "]";
   }
 }

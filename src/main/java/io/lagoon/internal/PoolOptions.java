@@ -91,7 +91,9 @@ public final class PoolOptions {
           ConnectionPoolBuilder::keepaliveInterval),
       option("validationSkipWindow", PoolOptions::toDuration,
           ConnectionPoolBuilder::validationSkipWindow),
-      option("sessionReset", PoolOptions::toSessionReset, ConnectionPoolBuilder::sessionReset));
+      option("sessionReset", PoolOptions::toSessionReset, ConnectionPoolBuilder::sessionReset),
+      option("leakDetectionThreshold", PoolOptions::toDuration,
+          ConnectionPoolBuilder::leakDetectionThreshold));
 
   private static final Set<String> NAMES = names(TABLE);
 

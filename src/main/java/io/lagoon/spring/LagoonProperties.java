@@ -77,6 +77,12 @@ public class LagoonProperties {
     /** Whether to register the pool's MXBean. Default: false. */
     private @Nullable Boolean registerJmx;
 
+    /**
+     * A connection lent longer than this is logged as a possible leak, with the stack that borrowed
+     * it. Default: 0, off.
+     */
+    private @Nullable Duration leakDetectionThreshold;
+
     public @Nullable String getPoolName() {
       return poolName;
     }
@@ -147,6 +153,14 @@ public class LagoonProperties {
 
     public void setRegisterJmx(@Nullable Boolean registerJmx) {
       this.registerJmx = registerJmx;
+    }
+
+    public @Nullable Duration getLeakDetectionThreshold() {
+      return leakDetectionThreshold;
+    }
+
+    public void setLeakDetectionThreshold(@Nullable Duration leakDetectionThreshold) {
+      this.leakDetectionThreshold = leakDetectionThreshold;
     }
   }
 

@@ -71,7 +71,8 @@ final class SpringPoolFactory {
       row("lagoon.pool.session-reset", "sessionReset", SessionReset.class),
       row("lagoon.pool.background-eviction-interval", "backgroundEvictionInterval",
           Duration.class),
-      row("lagoon.pool.register-jmx", "registerJmx", Boolean.class));
+      row("lagoon.pool.register-jmx", "registerJmx", Boolean.class),
+      row("lagoon.pool.leak-detection-threshold", "leakDetectionThreshold", Duration.class));
 
   private static PropertyRow row(String property, String option, Class<?> type) {
     return new PropertyRow(property, option, type);
