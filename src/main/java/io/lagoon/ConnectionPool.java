@@ -42,7 +42,9 @@ public final class ConnectionPool
 
   private final PoolConfig config;
   private final PoolCore core;
+  /** The acquire every create() returns while leak detection is off (nothing to record). */
   private final Mono<Connection> acquire;
+  private final boolean leakDetection;
   private final @Nullable JmxRegistration jmx;
 
   static {
@@ -52,7 +54,8 @@ public final class ConnectionPool
   ConnectionPool(PoolConfig config, List<PoolListener> listeners) {
     this.config = config;
     this.core = new PoolCore(config);
-    this.acquire = core.acquireMono();
+    this.acquire = core.acquireMono(null);
+    this.leakDetection = config.leakDetection();
     for (PoolListener listener : listeners) {
       core.events().add(this, listener); // before start: they see the first connects
     }
@@ -80,10 +83,13 @@ public final class ConnectionPool
    * PoolExhaustedException} when {@code maxPendingAcquires} subscribers already wait, and {@link
    * PoolClosedException} once the pool is closed. Cancelling never loses a connection: one that was
    * not yet delivered goes back to the pool.
+   *
+   * <p>With {@code leakDetectionThreshold} set, this call records its caller's stack: the borrow
+   * site that a leak warning shows for every connection this Mono acquires.
    */
   @Override
   public Mono<Connection> create() {
-    return acquire;
+    return leakDetection ? core.acquireMono(core.borrowSite()) : acquire;
   }
 
   /**
@@ -92,7 +98,7 @@ public final class ConnectionPool
    */
   public <T> Flux<T> withConnection(Function<? super Connection, ? extends Publisher<? extends T>> work) {
     Objects.requireNonNull(work, "work must not be null");
-    return Flux.usingWhen(acquire, work, Connection::close, (c, err) -> c.close(),
+    return Flux.usingWhen(create(), work, Connection::close, (c, err) -> c.close(),
         Connection::close);
   }
 

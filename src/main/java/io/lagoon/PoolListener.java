@@ -84,6 +84,15 @@ public interface PoolListener {
   default void onReturn(long usageNanos) {}
 
   /**
+   * A connection has been lent for longer than {@code leakDetectionThreshold}: a possible leak,
+   * also logged at WARN with its borrow site. Called at most once per lend, from housekeeping;
+   * never while leak detection is off.
+   *
+   * @param lentNanos how long it has been lent so far
+   */
+  default void onLeak(long lentNanos) {}
+
+  /**
    * An attempt to open a physical connection ended (after {@code postAllocate}).
    *
    * @param success whether the connection is now in the pool

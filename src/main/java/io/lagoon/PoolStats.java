@@ -24,6 +24,8 @@ package io.lagoon;
  * @param unavailable acquires that failed with {@link PoolUnavailableException} (database down)
  * @param abandoned lent connections the pool took back and closed because their handle was
  *     garbage-collected without {@code close()}
+ * @param leaks lends that lasted longer than {@code leakDetectionThreshold} and were reported as
+ *     possible leaks (0 while leak detection is off)
  */
 public record PoolStats(
     String poolName,
@@ -39,7 +41,8 @@ public record PoolStats(
     long closed,
     long createFailures,
     long unavailable,
-    long abandoned) {
+    long abandoned,
+    long leaks) {
 
   @Override
   public String toString() {
@@ -47,6 +50,6 @@ public record PoolStats(
         + acquired + ", pending=" + pending + ", acquires=" + acquires + ", timeouts=" + timeouts
         + ", rejections=" + rejections + ", created=" + created + ", closed=" + closed
         + ", createFailures=" + createFailures + ", unavailable=" + unavailable + ", abandoned="
-        + abandoned;
+        + abandoned + ", leaks=" + leaks;
   }
 }

@@ -213,7 +213,8 @@ class ConnectionPoolTest extends PoolFixture {
         .isInstanceOf(io.r2dbc.spi.R2dbcTimeoutException.class)
         .hasMessage("Pool 'test': no connection within maxAcquireTime PT3S (waited 3000 ms)"
             + " [maxSize=1, allocated=1, idle=0, acquired=1, pending=0, acquires=1, timeouts=1,"
-            + " rejections=0, created=1, closed=0, createFailures=0, unavailable=0, abandoned=0]")
+            + " rejections=0, created=1, closed=0, createFailures=0, unavailable=0, abandoned=0,"
+            + " leaks=0]")
         .hasNoCause();
     assertThat(pool.stats().timeouts()).isEqualTo(1);
     holder.release();

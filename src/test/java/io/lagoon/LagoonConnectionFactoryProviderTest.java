@@ -345,6 +345,7 @@ class LagoonConnectionFactoryProviderTest {
       assertThat(server.isRegistered(name)).isTrue();
       assertThat(server.getAttribute(name, "MaxSize")).isEqualTo(3);
       assertThat(server.getAttribute(name, "PendingAcquireSize")).isEqualTo(0);
+      assertThat(server.getAttribute(name, "LeakCount")).isEqualTo(0L);
       assertThatThrownBy(() -> ConnectionFactories.get(
               RECORDING + "?registerJmx=true&poolName=jmx-url&initialSize=0"))
           .isInstanceOf(IllegalArgumentException.class)

@@ -153,6 +153,21 @@ class LagoonMetricsTest extends PoolFixture {
         + evictions("abandoned") + evictions("closed")).isZero();
   }
 
+  @Test
+  void possibleLeaksAreCountedOncePerLend() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).leakDetectionThreshold(Duration.ofSeconds(10)));
+    LagoonMetrics.monitor(pool, registry);
+    Borrower kept = Borrower.borrow(pool.create());
+    Borrower quick = Borrower.borrow(pool.create());
+    quick.release();
+    assertThat(registry.get("r2dbc.pool.leaks").tag("name", "shop").counter().count()).isZero();
+    time.advanceTimeBy(Duration.ofMinutes(1));
+    assertThat(registry.get("r2dbc.pool.leaks").tag("name", "shop").counter().count())
+        .as("one lend past the threshold, counted once however long it lasts").isEqualTo(1);
+    kept.release();
+    assertThat(pool.stats().leaks()).isEqualTo(1);
+  }
+
   private double evictions(String reason) {
     return registry.get("r2dbc.pool.evictions").tag("name", "shop").tag("reason", reason).counter()
         .count();
@@ -229,6 +244,8 @@ class LagoonMetricsTest extends PoolFixture {
         .totalTime(TimeUnit.SECONDS)).isEqualTo(2);
     assertThat(registry.get("db.client.connection.create_time").tag("pool.name", "shop")
         .tag("outcome", "success").timer().count()).isZero(); // opened before monitor()
+    assertThat(registry.get("lagoon.pool.leaks").tag("pool.name", "shop").counter().count())
+        .isZero();
     List<String> names = registry.getMeters().stream().map(m -> m.getId().getName()).distinct()
         .toList();
     assertThat(names).noneMatch(n -> n.startsWith("r2dbc."));

@@ -54,10 +54,13 @@ final class Acquire implements Subscription, Runnable {
   long failuresAtStart;
   /** The entry handed over by {@link #assign}; read by {@link #run} on the same thread. */
   private @Nullable PooledEntry assigned;
+  /** Where the connection was asked for, with leak detection on; else null. */
+  private final @Nullable Throwable site;
 
-  Acquire(PoolCore core, CoreSubscriber<? super Connection> actual) {
+  Acquire(PoolCore core, CoreSubscriber<? super Connection> actual, @Nullable Throwable site) {
     this.core = core;
     this.actual = actual;
+    this.site = site;
   }
 
   @Override
@@ -104,7 +107,7 @@ final class Acquire implements Subscription, Runnable {
       return false;
     }
     core.events().acquiredAtOnce();
-    actual.onNext(core.handle(entry, stamp));
+    actual.onNext(core.handle(entry, stamp, site));
     actual.onComplete();
     return true;
   }
@@ -176,7 +179,7 @@ final class Acquire implements Subscription, Runnable {
     if (STATE.compareAndSet(this, ASSIGNED, DONE)) {
       disposeTimer();
       core.events().acquired(this);
-      actual.onNext(core.lend(entry));
+      actual.onNext(core.lend(entry, site));
       actual.onComplete();
     } else {
       core.offer(entry);

@@ -118,6 +118,11 @@ public final class JmxRegistration {
     }
 
     @Override
+    public long getLeakCount() {
+      return stats.get().leaks();
+    }
+
+    @Override
     public void softEvict() {
       evict.get().subscribe(null, e -> {});
     }

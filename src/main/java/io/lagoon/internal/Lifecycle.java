@@ -322,7 +322,7 @@ final class Lifecycle {
    * One housekeeping round: retire idle connections that are broken, soft-evicted, past their
    * lifetime (at most a quarter of maxSize per round, so a pool never turns over at once) or idle
    * beyond maxIdleTime while more than minIdle are idle; validate the ones due for keepalive; then
-   * refill minIdle.
+   * refill minIdle. Lends past leakDetectionThreshold are reported first.
    */
   void housekeep() {
     core.reclaimAbandoned();
@@ -330,6 +330,7 @@ final class Lifecycle {
       return;
     }
     long now = core.now();
+    core.leaks().check(now);
     int[] idleLeft = {core.stats().idle()};
     int[] lifetimeBudget = {Math.max(1, config.maxSize() / 4)};
     List<PooledEntry> retire = core.takeAllIdle(e -> {

@@ -25,8 +25,6 @@ import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
 import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Scheduler;
-import reactor.util.Logger;
-import reactor.util.Loggers;
 
 /*
  * The pool's state machine. Everything that decides who gets which connection is in this class,
@@ -107,8 +105,8 @@ public final class PoolCore {
   private final AtomicInteger abandonedCloses = new AtomicInteger();
   private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
   private final PoolerHints poolerHints;
+  private final LeakDetector leaks;
   private final PoolEvents events = new PoolEvents(this);
-  private static final Logger LOG = Loggers.getLogger(PoolCore.class);
 
   public PoolCore(PoolConfig config) {
     this.config = config;
@@ -117,6 +115,7 @@ public final class PoolCore {
     this.clock = PoolClock.of(scheduler);
     this.slots = new AtomicReferenceArray<>(config.maxSize());
     this.poolerHints = new PoolerHints(name);
+    this.leaks = new LeakDetector(this, config, slots);
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
   }
@@ -147,14 +146,26 @@ public final class PoolCore {
 
   // ---------------------------------------------------------------- acquire
 
-  /** A Mono that acquires a connection for each subscriber. */
-  public Mono<Connection> acquireMono() {
+  /**
+   * A Mono that acquires a connection for each subscriber; {@code site}, from {@link
+   * #borrowSite()}, is where it was asked for (null with leak detection off).
+   */
+  public Mono<Connection> acquireMono(@Nullable Throwable site) {
     return new Mono<>() {
       @Override
       public void subscribe(reactor.core.CoreSubscriber<? super Connection> actual) {
-        actual.onSubscribe(new Acquire(PoolCore.this, actual));
+        actual.onSubscribe(new Acquire(PoolCore.this, actual, site));
       }
     };
+  }
+
+  /** The caller's stack, for {@link #acquireMono}, with leak detection on; else null. */
+  public @Nullable Throwable borrowSite() {
+    return leaks.borrowSite();
+  }
+
+  LeakDetector leaks() {
+    return leaks;
   }
 
   void acquire(Acquire a) {
@@ -374,13 +385,13 @@ public final class PoolCore {
   }
 
   /** Makes an OWNED entry LENT to a new generation and returns its handle. */
-  PooledConnection lend(PooledEntry e) {
+  PooledConnection lend(PooledEntry e, @Nullable Throwable site) {
     long s = PooledEntry.nextLend(e.stamp());
     e.setStamp(s);
     if (closing) {
       lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
     }
-    return handle(e, s);
+    return handle(e, s, site);
   }
 
   /**
@@ -395,10 +406,11 @@ public final class PoolCore {
     }
   }
 
-  /** The handle of a lend that already happened. */
-  PooledConnection handle(PooledEntry e, long stamp) {
+  /** The handle of a lend that already happened, asked for at {@code site} (leak detection). */
+  PooledConnection handle(PooledEntry e, long stamp, @Nullable Throwable site) {
     acquires.increment();
     events.lent(e);
+    leaks.lent(e, stamp, site);
     PooledConnection h = new PooledConnection(this, e, stamp);
     e.lendWatch = new LendWatch(h, abandoned, e, stamp);
     return h;
@@ -437,9 +449,7 @@ public final class PoolCore {
       if (e.cas(w.stamp, PooledEntry.withState(w.stamp, PooledEntry.OWNED))) {
         abandonedCount.increment();
         e.evictReason = io.lagoon.PoolListener.EvictionReason.ABANDONED;
-        LOG.warn("Pool '{}': a lent connection was never closed and nothing refers to it any more"
-            + " (dropped by an operator such as timeout() as it arrived, or a missing close());"
-            + " it was closed and its slot freed [{}]", name, stats());
+        leaks.abandoned(e, w.stamp, stats()); // the WARN, with the borrow site if known
         destroy(e);
       }
     }
@@ -516,6 +526,7 @@ public final class PoolCore {
     e.lendWatch = null; // closed: this handle's collection must not reclaim the next lend
     long now = now();
     events.returned(e, now);
+    leaks.returned(e, lentStamp, now);
     boolean reset;
     try {
       reset = lifecycle.needsReset(e, dirty);
@@ -895,7 +906,7 @@ public final class PoolCore {
     }
     return new PoolStats(name, config.maxSize(), allocated, idle, lent, Math.max(0, pending.get()),
         acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closedCount.sum(),
-        creator.failures(), unavailableCount.sum(), abandonedCount.sum());
+        creator.failures(), unavailableCount.sum(), abandonedCount.sum(), leaks.reported());
   }
 
   PoolAcquireTimeoutException timeoutError(Acquire a) {

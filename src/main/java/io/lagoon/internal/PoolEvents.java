@@ -194,6 +194,13 @@ public final class PoolEvents {
     }
   }
 
+  /** A lend has lasted {@code lentNanos}, longer than leakDetectionThreshold. */
+  void leak(long lentNanos) {
+    if (listeners.length != 0) {
+      emit(l -> l.onLeak(lentNanos));
+    }
+  }
+
   // ---------------------------------------------------------------- connects
 
   /** A connect starts for {@code e}; one clock read per connect, listened to or not. */

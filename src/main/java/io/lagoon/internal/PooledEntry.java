@@ -61,6 +61,12 @@ final class PooledEntry {
    */
   @Nullable Object lendWatch;
 
+  /**
+   * The current (or last) lend's record for leak detection; null while detection is off. Written
+   * by the lender, read by housekeeping without synchronization (see {@link LeakDetector}).
+   */
+  LeakDetector.@Nullable Lend leak;
+
   /** Set by the owner that took the entry from IDLE when it must be validated before a lend. */
   boolean validateBeforeLend;
 

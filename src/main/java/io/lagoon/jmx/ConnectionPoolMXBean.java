@@ -38,6 +38,8 @@ public interface ConnectionPoolMXBean {
 
   long getAbandonedCount();
 
+  long getLeakCount();
+
   /** Closes idle connections now and lent ones when they come back, then refills. */
   void softEvict();
 }

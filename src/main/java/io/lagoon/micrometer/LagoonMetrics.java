@@ -10,7 +10,7 @@ import reactor.core.Disposable;
 
 /**
  * Micrometer meters for a Lagoon pool: gauges of its state, timers of acquire wait, usage and
- * connection creation, counters of evictions and connect failures.
+ * connection creation, counters of evictions, connect failures and possible leaks.
  *
  * <pre>{@code
  * ConnectionPool pool = ConnectionPool.builder(driver).poolName("shop").build();

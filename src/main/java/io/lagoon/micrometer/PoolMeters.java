@@ -30,13 +30,13 @@ final class PoolMeters implements PoolListener {
   private record Names(String tag, @Nullable String connections, @Nullable String acquired,
       @Nullable String allocated, @Nullable String idle, String pending, String maxAllocated,
       String maxPending, String oldestPending, String acquire, String usage, String creation,
-      String evictions, String connectFailures, @Nullable String timeouts) {}
+      String evictions, String connectFailures, @Nullable String timeouts, String leaks) {}
 
   private static final Names SPRING_BOOT = new Names("name", null, "r2dbc.pool.acquired",
       "r2dbc.pool.allocated", "r2dbc.pool.idle", "r2dbc.pool.pending", "r2dbc.pool.max.allocated",
       "r2dbc.pool.max.pending", "r2dbc.pool.pending.oldest", "r2dbc.pool.acquire",
       "r2dbc.pool.usage", "r2dbc.pool.creation", "r2dbc.pool.evictions",
-      "r2dbc.pool.connect.failures", null);
+      "r2dbc.pool.connect.failures", null, "r2dbc.pool.leaks");
 
   /**
    * OpenTelemetry: lent and idle connections are one meter with a {@code state} tag; what the
@@ -47,7 +47,8 @@ final class PoolMeters implements PoolListener {
       "db.client.connection.max", "lagoon.pool.pending_requests.max",
       "lagoon.pool.pending_requests.oldest", "db.client.connection.wait_time",
       "db.client.connection.use_time", "db.client.connection.create_time",
-      "lagoon.pool.evictions", "lagoon.pool.connect_failures", "db.client.connection.timeouts");
+      "lagoon.pool.evictions", "lagoon.pool.connect_failures", "db.client.connection.timeouts",
+      "lagoon.pool.leaks");
 
   private final MeterRegistry registry;
   private final Naming naming;
@@ -61,6 +62,7 @@ final class PoolMeters implements PoolListener {
   private @Nullable Timer createFailed;
   private @Nullable Counter connectFailures;
   private @Nullable Counter timeouts;
+  private @Nullable Counter leaks;
 
   PoolMeters(MeterRegistry registry, Naming naming, Tags extraTags) {
     this.registry = registry;
@@ -117,6 +119,8 @@ final class PoolMeters implements PoolListener {
           tags.and("reason", reason.name().toLowerCase(Locale.ROOT)));
     }
     connectFailures = counter(n.connectFailures(), "Failed attempts to open a connection", tags);
+    leaks = counter(n.leaks(), "Connections lent longer than leakDetectionThreshold (possible"
+        + " leaks)", tags);
     String timeoutsName = n.timeouts();
     if (timeoutsName != null) {
       timeouts = counter(timeoutsName, "Acquires that timed out", tags);
@@ -177,6 +181,14 @@ final class PoolMeters implements PoolListener {
   @Override
   public void onConnectFailure(Throwable error) {
     Counter c = connectFailures;
+    if (c != null) {
+      c.increment();
+    }
+  }
+
+  @Override
+  public void onLeak(long lentNanos) {
+    Counter c = leaks;
     if (c != null) {
       c.increment();
     }
