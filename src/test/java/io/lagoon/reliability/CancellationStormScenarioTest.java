@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.ConnectionPool;
 import io.lagoon.PoolStats;
+import io.lagoon.testing.FakeConnection;
 import io.lagoon.testing.FakeConnectionFactory;
 import io.r2dbc.spi.Connection;
 import java.time.Duration;
@@ -108,11 +109,15 @@ class CancellationStormScenarioTest {
     assertThat(finished).as("seed %d: the lanes finished within %s: %s", SEED, BOUND, state())
         .isTrue();
     driver.reset(); // no more failures or latency while the last connects and closes settle
+    // At rest: everything lent came back, and the driver's open connections are exactly the
+    // pool's. Read in a loop, because a pool that ended down (every connection retired, the last
+    // connect failed) still opens one in the background after its back-off.
     awaitCondition(() -> {
       PoolStats s = pool.stats();
       return s.acquired() == 0 && s.pending() == 0 && s.allocated() == s.idle()
-          && driver.connectsInFlight() == 0 && lends.sum() == closes.sum();
-    }, "every delivered connection came back");
+          && driver.connectsInFlight() == 0 && lends.sum() == closes.sum()
+          && driver.open() == s.allocated() && pool.stats().equals(s);
+    }, "every delivered connection came back and the driver's open connections are the pool's");
 
     PoolStats s = pool.stats();
     String figures = "seed=" + SEED + ", acquires=" + ACQUIRES + " from " + LANES + " subscribers"
@@ -130,17 +135,8 @@ class CancellationStormScenarioTest {
     assertThat(closes.sum()).as("every lent connection was closed once; " + where)
         .isEqualTo(lends.sum());
     assertThat(holders).as(where).isEmpty();
-    // KNOWN OPEN PROBLEM: about one run in ten, one connection that the driver opened (of some
-    // 900) is neither counted by the pool nor closed: a connect attempt the pool never saw settle
-    // (created + createFailures is one short of the driver's attempts). Not yet explained; until
-    // it is, one such connection is reported, not failed, and any more fails the run.
-    long unexplained = driver.open() - s.allocated();
-    if (unexplained != 0) {
-      System.out.println("[reliability] storm: KNOWN OPEN PROBLEM, " + unexplained
-          + " connection(s) opened by the driver and not held by the pool; " + where);
-    }
-    assertThat(unexplained).as("driver's open connections - pool's (at most the known one); "
-        + where).isBetween(0L, 1L);
+    assertThat((long) driver.opened()).as("every connect the driver made was seen by the pool; "
+        + where).isEqualTo(s.created());
     assertThat(driver.maxLive()).as("never more than maxSize; " + where)
         .isLessThanOrEqualTo(MAX_SIZE);
     assertThat(driver.doubleClosed()).as(where).isZero();
@@ -156,10 +152,9 @@ class CancellationStormScenarioTest {
     assertThat(driver.failedConnects()).as("connects failed; " + where).isPositive();
 
     pool.close().block(Duration.ofSeconds(30));
-    awaitCondition(() -> driver.live() == unexplained,
-        "the closed pool closed every connection it held");
-    assertThat((long) driver.opened()).as("opened = closed after close (but the known one); "
-        + where).isEqualTo(driver.closed() + unexplained);
+    awaitCondition(() -> driver.live() == 0, "the closed pool closed every connection it held");
+    assertThat(driver.opened()).as("opened = closed after close; " + where)
+        .isEqualTo(driver.closed());
     System.out.println("[reliability] cancellation-storm: " + figures);
   }
 
@@ -430,8 +425,17 @@ class CancellationStormScenarioTest {
   }
 
   private String state() {
+    StringBuilder open = new StringBuilder();
+    for (FakeConnection c : driver.connections()) {
+      if (!c.isClosed()) {
+        open.append("\n  open connection ").append(c.id()).append(": ").append(c.history())
+            .append(", operations ").append(c.operations()).append(", SQL ")
+            .append(c.executedSql().size());
+      }
+    }
     return "issued=" + issued.get() + ", lent=" + lends.sum() + ", closed=" + closes.sum()
-        + ", pool " + pool.stats() + ", driver " + driver + ", violation=" + violation.get();
+        + ", pool " + pool.stats() + ", driver " + driver + ", violation=" + violation.get()
+        + ", driver's open connections:" + open;
   }
 
   private void awaitCondition(BooleanSupplier condition, String what) {

@@ -91,6 +91,18 @@ public final class FakeConnection implements Connection {
     private final Queue<String> operations = new ConcurrentLinkedQueue<>();
     private final AtomicInteger validations = new AtomicInteger();
 
+    private final Queue<String> history = new ConcurrentLinkedQueue<>();
+
+    /** Records a moment of this connection's life: what, on which thread, at which nanoTime. */
+    void note(String what) {
+        history.add(what + " on " + Thread.currentThread().getName() + " at " + System.nanoTime());
+    }
+
+    /** The moments {@link #note} recorded, for a test's failure message. */
+    public List<String> history() {
+        return List.copyOf(history);
+    }
+
     FakeConnection(FakeConnectionFactory factory, long id) {
         this.factory = factory;
         this.id = id;

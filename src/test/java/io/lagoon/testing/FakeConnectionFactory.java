@@ -140,6 +140,7 @@ public final class FakeConnectionFactory implements ConnectionFactory {
         }
         // live stays as is: the slot moves from "in flight" to "open"
         FakeConnection connection = new FakeConnection(this, ids.incrementAndGet());
+        connection.note("opened");
         connections.add(connection);
         opened.incrementAndGet();
         return Mono.just(connection);
