@@ -754,6 +754,31 @@ class LifecycleTest extends PoolFixture {
   }
 
   @Test
+  void aSoftEvictionCompletesOnceThePoolIsRefilledEvenWhenWaitersTookTheNewConnections() {
+    driver.connectLatency(Duration.ofMillis(10));
+    ConnectionPool pool = pool(b -> b.maxSize(2).initialSize(2).maxConcurrentCreates(1));
+    time.advanceTimeBy(Duration.ofMillis(20));
+    assertThat(pool.stats().idle()).isEqualTo(2);
+    AtomicInteger evicted = new AtomicInteger();
+    pool.softEvict().subscribe(null, e -> evicted.set(-1), () -> evicted.set(1));
+    // The eviction's refill has started one connect; three subscribers queue behind it, so the
+    // next connect is made for them, and the pool is full again.
+    List<Borrower> waiters = List.of(Borrower.borrow(pool.create()),
+        Borrower.borrow(pool.create()), Borrower.borrow(pool.create()));
+    time.advanceTimeBy(Duration.ofMillis(20));
+    assertThat(waiters.stream().filter(Borrower::got).count()).isEqualTo(2);
+    assertThat(pool.stats().allocated()).isEqualTo(2);
+    assertThat(evicted.get()).as("the pool holds as many connections as before: the eviction is"
+        + " done, whoever the new connections went to").isEqualTo(1);
+    waiters.forEach(w -> {
+      if (w.got()) {
+        w.release();
+      }
+    });
+    assertThat(waiters.get(2).got()).isTrue();
+  }
+
+  @Test
   void aConnectionOpenedAcrossASoftEvictionIsClosedNotLent() {
     driver.connectLatency(Duration.ofSeconds(1));
     ConnectionPool pool = pool(b -> b.maxSize(2));

@@ -149,11 +149,26 @@ final class Creator {
   }
 
   private @Nullable Fill nextFill() {
-    Fill f;
-    while ((f = fills.peek()) != null && !f.wantsMore()) {
-      fills.remove(f);
+    settleFills();
+    return fills.peek();
+  }
+
+  /**
+   * Ends the fills that need no more connects: those that started all theirs, and those whose
+   * target the pool has reached anyway, with connections opened for waiters (a fill yields to
+   * waiters, so under load it may never start its own).
+   */
+  private void settleFills() {
+    if (fills.isEmpty()) {
+      return;
     }
-    return f;
+    int allocated = core.allocated();
+    for (Fill f : fills) {
+      if (!f.wantsMore() || allocated >= f.target) {
+        fills.remove(f);
+        f.abort();
+      }
+    }
   }
 
   private boolean inBackoff() {
@@ -204,6 +219,7 @@ final class Creator {
     Trampoline.hold(() -> {
       core.offer(e, now); // at the instant its lifetime began: see PoolCore.offer
       creating.decrementAndGet();
+      settleFills();
       createIfNeeded();
       core.checkTerminatedIfClosing();
     });
@@ -252,7 +268,7 @@ final class Creator {
       if (need <= 0 || core.isClosed()) {
         return Mono.just(0);
       }
-      Fill f = new Fill(need);
+      Fill f = new Fill(target, need);
       fills.add(f);
       createIfNeeded();
       return f.result.asMono();
@@ -280,13 +296,16 @@ final class Creator {
 
   /** One fill request: how many connects it may still start, how many run, how many opened. */
   private static final class Fill {
+    /** The allocated count at which this fill is done, whoever opened the connections. */
+    final int target;
     private final AtomicInteger toStart;
     private final AtomicInteger running = new AtomicInteger();
     private final AtomicInteger opened = new AtomicInteger();
     private final AtomicBoolean finished = new AtomicBoolean();
     final Sinks.One<Integer> result = Sinks.one();
 
-    Fill(int count) {
+    Fill(int target, int count) {
+      this.target = target;
       toStart = new AtomicInteger(count);
     }
 
