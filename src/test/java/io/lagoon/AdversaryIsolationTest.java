@@ -1,31 +1,34 @@
 package io.lagoon;
 
+import static io.lagoon.testing.Backends.pid;
+import static io.lagoon.testing.Sql.exec;
+import static io.lagoon.testing.Sql.one;
+import static io.lagoon.testing.Sql.run;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.IsolationLevel;
-import io.r2dbc.spi.Option;
 import io.r2dbc.spi.R2dbcException;
 import io.r2dbc.spi.Result;
-import io.r2dbc.spi.ValidationDepth;
 import io.r2dbc.spi.Wrapped;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.function.BooleanSupplier;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
-import org.reactivestreams.Publisher;
 import org.reactivestreams.Subscription;
 import reactor.core.Disposable;
 import reactor.core.publisher.BaseSubscriber;
@@ -49,12 +52,14 @@ class AdversaryIsolationTest {
   private final String tag = UUID.randomUUID().toString().substring(0, 8);
   private final String app = "lagoon-adv-" + tag;
   private final String table = "lagoon_adv_" + tag;
+  private Backends backends;
   private Connection monitor;
   private ConnectionPool pool;
 
   @BeforeEach
   void setUp() {
-    monitor = Mono.from(PostgresSupport.connectionFactory().create()).block(T);
+    backends = Backends.connect();
+    monitor = backends.monitor();
     exec(monitor, "CREATE TABLE " + table + " (v int)");
   }
 
@@ -63,22 +68,21 @@ class AdversaryIsolationTest {
     if (pool != null) {
       pool.close().block(T);
       // nothing this test opened stays open
-      awaitTrue("backends of " + app + " gone after pool close", () -> backends() == 0);
+      backends.awaitCount(app, 0, Await.BOUND);
     }
     exec(monitor, "DROP TABLE IF EXISTS " + table);
     exec(monitor, "DROP SEQUENCE IF EXISTS " + table + "_seq");
     exec(monitor, "DROP PROCEDURE IF EXISTS " + table + "_proc()");
     exec(monitor, "DROP FUNCTION IF EXISTS " + table + "_fn()");
-    Mono.from(monitor.close()).block(T);
+    backends.close();
   }
 
   // ------------------------------------------------------------------ helpers
 
   private ConnectionPool pool(UnaryOperator<ConnectionFactoryOptions.Builder> driverOptions,
       UnaryOperator<ConnectionPoolBuilder> poolOptions) {
-    ConnectionFactoryOptions options = driverOptions.apply(
-        ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl()).mutate()
-            .option(Option.valueOf("applicationName"), app)).build();
+    ConnectionFactoryOptions options = driverOptions.apply(PostgresSupport.options(app).mutate())
+        .build();
     ConnectionFactory driver = ConnectionFactories.get(options);
     pool = poolOptions.apply(ConnectionPool.builder(driver).maxSize(1).initialSize(1)
         .maxAcquireTime(T).poolName("pg-adversary-" + tag)).build();
@@ -89,46 +93,12 @@ class AdversaryIsolationTest {
     return pool(b -> b, b -> b);
   }
 
-  private static void exec(Connection c, String sql) {
-    Flux.from(c.createStatement(sql).execute()).flatMap(Result::getRowsUpdated).blockLast(T);
-  }
-
-  private static <V> V one(Connection c, String sql, Class<V> type) {
-    return Flux.from(c.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).blockLast(T);
-  }
-
   private static Integer bound(Connection c, int value) {
-    return Flux.from(c.createStatement("SELECT $1::int + 1").bind("$1", value).execute())
-        .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class))).blockLast(T);
-  }
-
-  private static void run(Publisher<?> p) {
-    Flux.from(p).blockLast(T);
-  }
-
-  private static int pid(Connection c) {
-    return one(c, "SELECT pg_backend_pid()", Integer.class);
-  }
-
-  private long backends() {
-    return one(monitor, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app
-        + "'", Long.class);
+    return Sql.bound(c, "SELECT $1::int + 1", value).block(T);
   }
 
   private long rows() {
     return one(monitor, "SELECT count(*) FROM " + table, Long.class);
-  }
-
-  /** Polls a condition on the real server, up to 20 s; never a fixed sleep. */
-  private static void awaitTrue(String what, BooleanSupplier condition) {
-    long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() > deadline) {
-        throw new AssertionError("timed out waiting: " + what);
-      }
-      Mono.delay(Duration.ofMillis(20)).block();
-    }
   }
 
   /**
@@ -175,7 +145,6 @@ class AdversaryIsolationTest {
   }
 
   // ------------------------------------------------------------------ stale results
-  // FAILS today: a Result emitted while the handle was live is not guarded.
 
   @Test
   void aResultObtainedBeforeCloseFailsWhenMappedAfterIt() {
@@ -230,10 +199,8 @@ class AdversaryIsolationTest {
         }
       }
     };
-    Flux.from(h1.createStatement("SELECT generate_series(1, 200000)").execute())
-        .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class)))
-        .subscribe(slow);
-    awaitTrue("first row", () -> {
+    Sql.column(h1, "SELECT generate_series(1, 200000)", Integer.class).subscribe(slow);
+    Await.until("the first row", () -> {
       synchronized (got) {
         return !got.isEmpty();
       }
@@ -243,8 +210,7 @@ class AdversaryIsolationTest {
     try {
       Connection h2 = pool.create().block(T);
       try {
-        StepVerifier.create(Flux.from(h2.createStatement("SELECT 7").execute())
-                .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class))))
+        StepVerifier.create(Sql.column(h2, "SELECT 7", Integer.class))
             .as("the next borrower's query is not stuck behind borrower 1's unread rows")
             .expectNext(7).expectComplete().verify(T);
         assertThat(pid(h2) == pid || pool.stats().created() == 2)
@@ -319,8 +285,7 @@ class AdversaryIsolationTest {
     run(h1.close());
     Connection h2 = pool.create().block(T);
     try {
-      StepVerifier.create(Flux.from(h2.createStatement("SELECT lastval()").execute())
-              .flatMap(r -> r.map((row, m) -> row.get(0, Long.class))))
+      StepVerifier.create(Sql.column(h2, "SELECT lastval()", Long.class))
           .as("lastval() is not yet defined in this session")
           .expectError(R2dbcException.class).verify(T);
     } finally {
@@ -424,8 +389,7 @@ class AdversaryIsolationTest {
               Connection::close, (c, e) -> c.close(), Connection::close)
           .onErrorResume(e -> Mono.empty()).blockLast(T);
       Throwable failed = Flux.usingWhen(pool.create(),
-              c -> Flux.from(c.createStatement("SELECT 1").execute())
-                  .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class))),
+              c -> Sql.column(c, "SELECT 1", Integer.class),
               Connection::close, (c, e) -> c.close(), Connection::close)
           .then(Mono.<Throwable>empty()).onErrorResume(Mono::just).block(T);
       if (failed != null) {
@@ -448,8 +412,7 @@ class AdversaryIsolationTest {
       run(h1.close());
       Connection h2 = pool.create().block(T);
       try {
-        Flux.from(h2.createStatement("SELECT 1").execute())
-            .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class))).blockLast(T);
+        one(h2, "SELECT 1", Integer.class);
       } catch (RuntimeException e) {
         poisoned++;
       } finally {
@@ -498,9 +461,8 @@ class AdversaryIsolationTest {
 
   @Test
   void anIsolationLevelSetBySqlInPostAllocateSurvivesABorrowersSetTransactionIsolationLevel() {
-    pool(b -> b, b -> b.postAllocate(c -> Flux.from(c.createStatement(
-            "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        .execute()).flatMap(Result::getRowsUpdated).then()));
+    pool(b -> b, b -> b.postAllocate(c -> Sql.updates(c,
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL REPEATABLE READ").then()));
     Connection h1 = pool.create().block(T);
     assertThat(one(h1, "SHOW default_transaction_isolation", String.class))
         .isEqualTo("repeatable read");
@@ -531,10 +493,9 @@ class AdversaryIsolationTest {
     int pid = pid(h1);
     run(h1.beginTransaction());
     exec(h1, "INSERT INTO " + table + " VALUES (1)");
-    assertThat(one(monitor, "SELECT pg_terminate_backend(" + pid + ")", Boolean.class)).isTrue();
+    assertThat(backends.terminate(app, List.of(pid), Duration.ZERO)).containsEntry(pid, true);
     Connection raw = (Connection) ((Wrapped<?>) h1).unwrap();
-    awaitTrue("the driver sees the kill",
-        () -> Boolean.FALSE.equals(Mono.from(raw.validate(ValidationDepth.LOCAL)).block(T)));
+    Await.driverSeesClosed("the driver sees the kill", List.of(raw));
     StepVerifier.create(Flux.from(h1.commitTransaction())).expectError().verify(T);
     run(h1.close());
 
@@ -549,7 +510,7 @@ class AdversaryIsolationTest {
     assertThat(one(monitor, "SELECT string_agg(v::text, ',') FROM " + table, String.class))
         .isEqualTo("2");
     assertThat(pool.stats().acquired()).isZero();
-    awaitTrue("one backend of " + app, () -> backends() == 1);
+    backends.awaitCount(app, 1, Await.BOUND);
   }
 
   @Test
@@ -570,8 +531,8 @@ class AdversaryIsolationTest {
     }
     assertThat(pool.stats().acquired()).isZero();
     // the throwing preRelease replaces every returned connection, h2's too
-    awaitTrue("backends of " + app + " match the pool's allocated count",
-        () -> backends() == pool.stats().allocated());
+    Await.until("backends of " + app + " match the pool's allocated count",
+        () -> backends.count(app) == pool.stats().allocated());
   }
 
   @Test
@@ -582,12 +543,8 @@ class AdversaryIsolationTest {
     int pid = pid(h1);
     run(h1.close());
     Connection h2 = pool.create().block(T);
-    try {
-      assertThat(pid(h2)).isNotEqualTo(pid);
-    } finally {
-      pool.stats();
-    }
-    awaitTrue("one backend of " + app + " while h2 holds it", () -> backends() == 1);
+    assertThat(pid(h2)).isNotEqualTo(pid);
+    backends.awaitCount(app, 1, Await.BOUND); // while h2 holds it
     run(h2.close());
   }
 
@@ -598,7 +555,7 @@ class AdversaryIsolationTest {
           throw new IllegalStateException("postAllocate boom");
         }));
     StepVerifier.create(pool.create()).expectError().verify(T);
-    awaitTrue("no backend of " + app + " left open", () -> backends() == 0);
+    backends.awaitCount(app, 0, Await.BOUND); // no backend left open
     assertThat(pool.stats().acquired()).isZero();
   }
 

@@ -1,10 +1,14 @@
 package io.lagoon;
 
+import static io.lagoon.testing.Sql.exec;
+import static io.lagoon.testing.Sql.one;
+import static io.lagoon.testing.Sql.run;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
 import io.lagoon.testing.MariadbSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.Result;
 import io.r2dbc.spi.Wrapped;
@@ -14,7 +18,6 @@ import java.util.HashSet;
 import java.util.List;
 import java.util.Set;
 import java.util.UUID;
-import java.util.function.BooleanSupplier;
 import java.util.function.Consumer;
 import java.util.function.UnaryOperator;
 import org.junit.jupiter.api.AfterEach;
@@ -49,7 +52,7 @@ class AdversaryMariadbTest {
 
   @BeforeEach
   void setUp() {
-    monitor = Mono.from(ConnectionFactories.get(MariadbSupport.r2dbcUrl()).create()).block(T);
+    monitor = Mono.from(MariadbSupport.connectionFactory().create()).block(T);
     exec(monitor, "CREATE TABLE " + table + " (v int) ENGINE=InnoDB");
     initialSqlMode = one(monitor, "SELECT @@session.sql_mode", String.class);
   }
@@ -58,7 +61,7 @@ class AdversaryMariadbTest {
   void tearDown() {
     if (pool != null) {
       pool.close().block(T);
-      awaitTrue("every connection this test's pool opened is gone", () -> openOfOurs() == 0);
+      Await.until("every connection this test's pool opened is gone", () -> openOfOurs() == 0);
     }
     exec(monitor, "DROP TABLE IF EXISTS " + table);
     Mono.from(monitor.close()).block(T);
@@ -67,7 +70,7 @@ class AdversaryMariadbTest {
   // ------------------------------------------------------------------ helpers
 
   private ConnectionPool pool(UnaryOperator<ConnectionPoolBuilder> poolOptions) {
-    ConnectionFactory driver = ConnectionFactories.get(MariadbSupport.r2dbcUrl());
+    ConnectionFactory driver = MariadbSupport.connectionFactory();
     pool = poolOptions.apply(ConnectionPool.builder(driver).maxSize(1).initialSize(1)
         .maxAcquireTime(T).poolName("mariadb-adversary-" + tag)).build();
     return pool;
@@ -77,21 +80,8 @@ class AdversaryMariadbTest {
     return pool(b -> b);
   }
 
-  private static void exec(Connection c, String sql) {
-    Flux.from(c.createStatement(sql).execute()).flatMap(Result::getRowsUpdated).blockLast(T);
-  }
-
-  private static <V> V one(Connection c, String sql, Class<V> type) {
-    return Flux.from(c.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).blockLast(T);
-  }
-
-  private static void run(Publisher<?> p) {
-    Flux.from(p).blockLast(T);
-  }
-
   private long id(Connection c) {
-    Long id = one(c, "SELECT CONNECTION_ID()", Long.class);
+    long id = MariadbSupport.connectionId(c);
     seenIds.add(id);
     return id;
   }
@@ -107,16 +97,6 @@ class AdversaryMariadbTest {
     }
     return one(monitor, "SELECT count(*) FROM information_schema.PROCESSLIST WHERE ID IN (" + ids
         + ")", Long.class);
-  }
-
-  private static void awaitTrue(String what, BooleanSupplier condition) {
-    long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() > deadline) {
-        throw new AssertionError("timed out waiting: " + what);
-      }
-      Mono.delay(Duration.ofMillis(20)).block();
-    }
   }
 
   private static Connection raw(Connection handle) {
@@ -286,16 +266,13 @@ class AdversaryMariadbTest {
         got.incrementAndGet();
       }
     };
-    Flux.from(h1.createStatement("SELECT seq FROM seq_1_to_200000").execute())
-        .flatMap(r -> r.map((row, m) -> row.get(0, Long.class)))
-        .subscribe(slow);
-    awaitTrue("first row", () -> got.get() > 0);
+    Sql.column(h1, "SELECT seq FROM seq_1_to_200000", Long.class).subscribe(slow);
+    Await.until("the first row", () -> got.get() > 0);
     run(h1.close());
     try {
       Connection h2 = pool.create().block(T);
       try {
-        StepVerifier.create(Flux.from(h2.createStatement("SELECT 7").execute())
-                .flatMap(r -> r.map((row, m) -> row.get(0, Long.class))))
+        StepVerifier.create(Sql.column(h2, "SELECT 7", Long.class))
             .expectNext(7L).expectComplete().verify(T);
       } finally {
         run(h2.close());

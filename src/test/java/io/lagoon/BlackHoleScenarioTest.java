@@ -5,8 +5,10 @@ import static io.lagoon.ScenarioSupport.figures;
 import static io.lagoon.ScenarioSupport.phase;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.lagoon.LoadLoops.Failure;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.FaultProxy;
+import io.lagoon.testing.LoadLoops;
+import io.lagoon.testing.LoadLoops.Failure;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import java.time.Duration;
@@ -19,6 +21,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.reactivestreams.Publisher;
+import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 /**
@@ -35,7 +38,7 @@ class BlackHoleScenarioTest {
   private static final Duration QUERY_TIMEOUT = Duration.ofSeconds(1);
   private static final Duration HOLE = Duration.ofSeconds(6);
 
-  private final String marker = ScenarioSupport.marker("blackhole");
+  private final String marker = Backends.marker("blackhole");
   private FaultProxy proxy;
   private ConnectionPool pool;
   private ConnectionPool probe;
@@ -72,12 +75,17 @@ class BlackHoleScenarioTest {
         .maxValidationTime(Duration.ofMillis(500)).maxCloseTime(BOUNDS)
         .maxCreateConnectionTime(Duration.ofSeconds(5)).build();
     probe.warmup().block(BOUND);
-    LoadLoops load = new LoadLoops(pool, 64, c -> ThreadLocalRandom.current().nextInt(4) == 0
-        ? inTransaction(c) : LoadLoops.selectOne(c), QUERY_TIMEOUT).start();
+    LoadLoops load = LoadLoops.builder(pool)
+        .work(c -> ThreadLocalRandom.current().nextInt(4) == 0
+            ? inTransaction(c) : LoadLoops.SELECT_ONE.apply(c))
+        .workTimeout(QUERY_TIMEOUT)
+        .maxLoggedFailures(Integer.MAX_VALUE)
+        .start();
 
     phase(Duration.ofSeconds(2));
-    long holeStart = load.now();
-    double before = load.opsPerSecond(holeStart - Duration.ofMillis(1500).toNanos(), holeStart);
+    long holeStart = System.nanoTime();
+    double before = load.opsPerSecondBetween(holeStart - Duration.ofMillis(1500).toNanos(),
+        holeStart);
 
     proxy.blackHole(true);
     phase(HOLE.minusSeconds(4));
@@ -88,11 +96,11 @@ class BlackHoleScenarioTest {
             e -> Mono.just(System.nanoTime() - probeStart))
         .toFuture();
     phase(HOLE.minusSeconds(2));
-    long holeEnd = load.now();
+    long holeEnd = System.nanoTime();
     proxy.blackHole(false);
 
     phase(Duration.ofSeconds(4));
-    long after = load.now();
+    long after = System.nanoTime();
     load.stop(Duration.ofSeconds(5));
 
     // acquires that gave up during the hole: each at its own deadline
@@ -103,10 +111,10 @@ class BlackHoleScenarioTest {
     long within100 = acquireTimeouts.stream().filter(ms -> Math.abs(ms - 2000) <= 100).count();
     long queryTimeouts = inHole.stream()
         .filter(f -> !f.acquireFailed() && f.error() instanceof TimeoutException).count();
-    long otherFailures = load.failures().size() - acquireTimeouts.size() - queryTimeouts;
+    long otherFailures = load.failures() - acquireTimeouts.size() - queryTimeouts;
     long firstOk = load.firstSuccessAfter(holeEnd);
     long restored = load.throughputRestoredAfter(holeEnd, before, 0.5);
-    double afterRate = load.opsPerSecond(after - Duration.ofMillis(1500).toNanos(), after);
+    double afterRate = load.opsPerSecondBetween(after - Duration.ofMillis(1500).toNanos(), after);
     long probeMs = LoadLoops.ms(probeAcquire.join());
     PoolStats stats = pool.stats();
 
@@ -114,7 +122,7 @@ class BlackHoleScenarioTest {
             + " other=%d), acquire timeout at min/median/max=%d/%d/%d ms (%d of %d within 2.0 s ±"
             + " 0.1 s), validation-bound acquire=%d ms, ops/s before=%.0f after=%.0f, first success"
             + " %d ms and half throughput %s after the hole; connects=%d, connect failures=%d",
-        HOLE.toSeconds(), load.ok(), load.failures().size(), acquireTimeouts.size(), queryTimeouts,
+        HOLE.toSeconds(), load.ops(), load.failures(), acquireTimeouts.size(), queryTimeouts,
         otherFailures, ScenarioSupport.percentile(acquireTimeouts, 0),
         ScenarioSupport.percentile(acquireTimeouts, 0.5),
         ScenarioSupport.percentile(acquireTimeouts, 1), within100, acquireTimeouts.size(), probeMs,
@@ -141,7 +149,7 @@ class BlackHoleScenarioTest {
 
   private static Publisher<?> inTransaction(Connection c) {
     return Mono.from(c.beginTransaction())
-        .thenMany(LoadLoops.selectOne(c))
+        .thenMany(Flux.<Object>from(LoadLoops.SELECT_ONE.apply(c)))
         .concatWith(Mono.from(c.commitTransaction()).then(Mono.empty()));
   }
 }

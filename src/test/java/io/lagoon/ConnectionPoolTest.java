@@ -5,9 +5,12 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.lagoon.testing.FakeConnection;
 import io.lagoon.testing.FakeConnectionFactory;
+import io.lagoon.testing.Gc;
+import io.lagoon.testing.Peek;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.ValidationDepth;
+import java.lang.ref.WeakReference;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -840,11 +843,12 @@ class ConnectionPoolTest extends PoolFixture {
     assertThat(pool.stats().acquired()).isEqualTo(1);
     FakeConnection dropped = driver.connections().get(0);
     Borrower waiter = Borrower.borrow(pool.create());
-    for (int i = 0; i < 200 && !waiter.got(); i++) {
-      System.gc(); // the collector finds the handle unreachable and queues its watch
+    for (int i = 0; i < 10 && !waiter.got(); i++) {
+      Gc.collect(); // the collector finds the handle unreachable and queues its watch
       time.advanceTimeBy(Duration.ofSeconds(30)); // housekeeping takes the connection back
     }
-    assertThat(waiter.got()).as("served once the abandoned connection was reclaimed").isTrue();
+    assertThat(waiter.got()).as("served once the abandoned connection was reclaimed, within 10"
+        + " proven collections").isTrue();
     assertThat(pool.stats().abandoned()).isEqualTo(1);
     assertThat(dropped.isClosed()).as("its state is unknown: closed, not reset").isTrue();
     assertThat(waiter.physical()).isNotSameAs(dropped);
@@ -857,20 +861,27 @@ class ConnectionPoolTest extends PoolFixture {
     ConnectionPool pool = pool(b -> b.maxSize(1).backgroundEvictionInterval(Duration.ofSeconds(30)));
     Borrower first = Borrower.borrow(pool.create());
     FakeConnection physical = first.physical();
+    assertThat(Peek.lendWatch(first.connection())).as("a lent connection is watched").isNotNull();
     first.release();
+    // Its close disarms the watch: the idle connection keeps nothing that the closed handle's
+    // collection could queue (and the next lend arms a watch of its own).
+    assertThat(Peek.lendWatch(first.connection())).as("the closed lend's watch").isNull();
+    WeakReference<Connection> closed = new WeakReference<>(first.connection());
     first = null; // the closed handle becomes garbage
     Borrower second = Borrower.borrow(pool.create()); // the same connection, lent again
-    for (int i = 0; i < 20; i++) {
-      System.gc();
-      time.advanceTimeBy(Duration.ofSeconds(30));
+    for (int i = 0; i < 10 && (i < 3 || closed.get() != null); i++) {
+      Gc.collect();
+      time.advanceTimeBy(Duration.ofSeconds(30)); // housekeeping: what was queued is reclaimed
     }
+    assertThat(closed.get()).as("the closed handle, collected").isNull();
     assertThat(second.physical()).isSameAs(physical);
     assertThat(physical.isClosed()).isFalse();
     assertThat(pool.stats().acquired()).isEqualTo(1);
+    assertThat(pool.stats().abandoned()).isZero();
     second.release();
   }
 
   private static Connection unwrap(Connection c) {
-    return io.lagoon.testing.Peek.physical(c);
+    return Peek.physical(c);
   }
 }

@@ -8,6 +8,8 @@ import io.lagoon.spring.LagoonAutoConfiguration;
 import io.lagoon.spring.LagoonHealthAutoConfiguration;
 import io.lagoon.spring.LagoonHealthIndicator;
 import io.lagoon.spring.LagoonMetricsAutoConfiguration;
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
 import io.lagoon.testing.RecordingDriver.RecordingFactory;
 import io.micrometer.core.instrument.MeterRegistry;
@@ -34,7 +36,6 @@ import org.springframework.boot.r2dbc.autoconfigure.metrics.ConnectionPoolMetric
 import org.springframework.boot.test.context.FilteredClassLoader;
 import org.springframework.boot.test.context.runner.ApplicationContextRunner;
 import org.springframework.r2dbc.core.DatabaseClient;
-import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 /**
@@ -257,7 +258,7 @@ class LagoonAutoConfigurationTest {
         .run(context -> {
           MeterRegistry registry = context.getBean(MeterRegistry.class);
           ConnectionPool pool = context.getBean(ConnectionPool.class);
-          Await.awaitIdle(pool, 2);
+          Await.until("2 idle connections", () -> pool.stats().idle() == 2);
           assertThat(registry.get("r2dbc.pool.idle").tag("name", "connectionFactory").gauge()
               .value()).isEqualTo(2);
           assertThat(registry.get("r2dbc.pool.creation").tag("outcome", "success").timer()
@@ -301,43 +302,25 @@ class LagoonAutoConfigurationTest {
         "spring.r2dbc.pool.max-size=3");
   }
 
-  private long backends() {
-    return Flux.usingWhen(PostgresSupport.connectionFactory().create(),
-            c -> Flux.from(c.createStatement(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind("$1", app).execute()).flatMap(r -> r.map((row, m) -> row.get(0, Long.class))),
-            c -> c.close())
-        .single().block(Duration.ofSeconds(10));
-  }
-
-  /** Polls until the count of this test's backends is {@code expected}, for at most 5 s. */
-  private long awaitBackends(long expected) throws InterruptedException {
-    long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(5);
-    long n = backends();
-    while (n != expected && System.nanoTime() - deadline < 0) {
-      Mono.delay(Duration.ofMillis(50)).block();
-      n = backends();
-    }
-    return n;
-  }
-
   @Test
   void onPostgresAQueryInFlightAtCloseCompletesAndThenNoBackendIsLeft() throws Exception {
     postgres().run(context -> {
-      ConnectionPool pool = context.getBean(ConnectionPool.class);
-      DatabaseClient db = context.getBean(DatabaseClient.class);
-      assertThat(db.getConnectionFactory()).isSameAs(pool);
-      assertThat(db.sql("SELECT 1").map(r -> r.get(0, Integer.class)).one()
-          .block(Duration.ofSeconds(10))).isEqualTo(1);
-      assertThat(awaitBackends(2)).as("the initial fill").isEqualTo(2);
+      try (Backends server = Backends.connect()) {
+        ConnectionPool pool = context.getBean(ConnectionPool.class);
+        DatabaseClient db = context.getBean(DatabaseClient.class);
+        assertThat(db.getConnectionFactory()).isSameAs(pool);
+        assertThat(db.sql("SELECT 1").map(r -> r.get(0, Integer.class)).one()
+            .block(Duration.ofSeconds(10))).isEqualTo(1);
+        server.awaitCount(app, 2, Await.BOUND); // the initial fill
 
-      CompletableFuture<Integer> inFlight = db.sql("SELECT 7 FROM pg_sleep(1)")
-          .map(r -> r.get(0, Integer.class)).one().toFuture();
-      Await.await(() -> pool.stats().acquired() == 1);
-      context.close(); // returns once the lifecycle's graceful close has finished
-      assertThat(inFlight.get(10, TimeUnit.SECONDS)).isEqualTo(7);
-      assertThat(pool.isDisposed()).isTrue();
-      assertThat(awaitBackends(0)).as("backends named %s within 5 s of close", app).isZero();
+        CompletableFuture<Integer> inFlight = db.sql("SELECT 7 FROM pg_sleep(1)")
+            .map(r -> r.get(0, Integer.class)).one().toFuture();
+        Await.until("the query holds a connection", () -> pool.stats().acquired() == 1);
+        context.close(); // returns once the lifecycle's graceful close has finished
+        assertThat(inFlight.get(10, TimeUnit.SECONDS)).isEqualTo(7);
+        assertThat(pool.isDisposed()).isTrue();
+        server.awaitCount(app, 0, Await.BOUND); // no backend named app is left after close
+      }
     });
   }
 

@@ -15,7 +15,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.lagoon.internal.PoolConfig;
 import io.lagoon.internal.PoolOptions;
-import io.lagoon.testing.MariadbSupport;
 import io.lagoon.testing.PostgresSupport;
 import io.lagoon.testing.RecordingDriver;
 import io.lagoon.testing.RecordingDriver.RecordingFactory;
@@ -63,10 +62,6 @@ class LagoonConnectionFactoryProviderTest {
     return builder(RECORDING + "?" + query).config();
   }
 
-  private static String withQuery(String url, String query) {
-    return url + (url.contains("?") ? "&" : "?") + query;
-  }
-
   private static Flux<String> appNameAndTwo(Connection c) {
     return Flux.from(c.createStatement(
             "SELECT current_setting('application_name') AS app, 1 + 1 AS two").execute())
@@ -86,7 +81,7 @@ class LagoonConnectionFactoryProviderTest {
 
   @Test
   void aLagoonPostgresqlUrlGivesAPoolThatRunsQueries() {
-    String url = withQuery(MariadbSupport.toLagoonUrl(PostgresSupport.r2dbcUrl()),
+    String url = PostgresSupport.lagoonUrl(
         "maxSize=3&initialSize=1&poolName=pg-url&applicationName=lagoon-url-test");
 
     ConnectionFactory factory = ConnectionFactories.get(url);
@@ -493,10 +488,10 @@ class LagoonConnectionFactoryProviderTest {
   @Test
   void postgresqlDriverOptionsReachTheSession() {
     String app = "lagoon-options-passthrough-" + ProcessHandle.current().pid();
-    String url = withQuery(MariadbSupport.toLagoonUrl(PostgresSupport.r2dbcUrl()),
-        "maxSize=2&initialSize=0&maxLifeTime=PT1M&applicationName=" + app
-            + "&statementTimeout=PT7S&lockWaitTimeout=PT3S&tcpKeepAlive=true&fetchSize=50"
-            + "&preparedStatementCacheQueries=8");
+    String url = PostgresSupport.lagoonUrl("maxSize=2&initialSize=0&maxLifeTime=PT1M"
+        + "&applicationName=" + app
+        + "&statementTimeout=PT7S&lockWaitTimeout=PT3S&tcpKeepAlive=true&fetchSize=50"
+        + "&preparedStatementCacheQueries=8");
     ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(url);
     try {
       String settings = pool.withConnection(c -> Flux.from(c.createStatement(

@@ -3,6 +3,7 @@ package io.lagoon;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.testing.CapturedLogs;
+import io.lagoon.testing.Gc;
 import io.r2dbc.spi.Connection;
 import java.time.Duration;
 import java.util.List;
@@ -200,8 +201,8 @@ class LeakDetectionTest extends PoolFixture {
       // An operator that discards the connection as it arrives: nobody will ever close it.
       pool.create().filter(c -> false).subscribe();
       assertThat(pool.stats().acquired()).isEqualTo(1);
-      for (int i = 0; i < 200 && pool.stats().abandoned() == 0; i++) {
-        System.gc(); // the collector finds the handle unreachable and queues its watch
+      for (int i = 0; i < 10 && pool.stats().abandoned() == 0; i++) {
+        Gc.collect(); // the collector finds the handle unreachable and queues its watch
         time.advanceTimeBy(Duration.ofSeconds(30)); // housekeeping takes the connection back
       }
       assertThat(pool.stats().abandoned()).isEqualTo(1);

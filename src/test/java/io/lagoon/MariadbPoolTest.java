@@ -1,8 +1,12 @@
 package io.lagoon;
 
+import static io.lagoon.testing.MariadbSupport.connectionId;
+import static io.lagoon.testing.Sql.exec;
+import static io.lagoon.testing.Sql.one;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.testing.MariadbSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
 import java.time.Duration;
@@ -25,10 +29,8 @@ class MariadbPoolTest {
   @Test
   void burstOfConcurrentQueriesThroughASmallPool() {
     System.out.println("[MariadbPoolTest] using " + MariadbSupport.describe());
-    String url = MariadbSupport.lagoonUrl();
-    url += (url.contains("?") ? "&" : "?") + "maxSize=" + POOL_SIZE + "&maxAcquireTime=60s";
-
-    ConnectionFactory factory = ConnectionFactories.get(url);
+    ConnectionFactory factory = ConnectionFactories.get(
+        MariadbSupport.lagoonUrl("maxSize=" + POOL_SIZE + "&maxAcquireTime=60s"));
     assertThat(factory).isInstanceOf(ConnectionPool.class);
     ConnectionPool pool = (ConnectionPool) factory;
     try {
@@ -37,9 +39,7 @@ class MariadbPoolTest {
       assertThat(pool.warmup().block(Duration.ofSeconds(30))).isNotNull();
 
       List<Long> results = Flux.range(1, QUERIES)
-          .flatMap(i -> pool.withConnection(c -> Flux.from(c.createStatement("SELECT " + i)
-                  .execute())
-              .concatMap(r -> r.map((row, meta) -> row.get(0, Long.class)))), QUERIES)
+          .flatMap(i -> pool.withConnection(c -> Sql.column(c, "SELECT " + i, Long.class)), QUERIES)
           .collectList()
           .block(Duration.ofSeconds(120));
 
@@ -67,22 +67,11 @@ class MariadbPoolTest {
     assertThat(closed.closed()).as("closed in %s", closed).isEqualTo(closed.created());
   }
 
-  private static <V> V one(io.r2dbc.spi.Connection c, String sql, Class<V> type) {
-    return Flux.from(c.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).blockLast(Duration.ofSeconds(10));
-  }
-
-  private static void exec(io.r2dbc.spi.Connection c, String sql) {
-    Flux.from(c.createStatement(sql).execute()).flatMap(io.r2dbc.spi.Result::getRowsUpdated)
-        .blockLast(Duration.ofSeconds(10));
-  }
-
   @Test
   void autoCommitSwitchedOffBySqlOrBehindTheHandleIsSwitchedBackAndNoWriteIsLost() {
     String table = "lagoon_ac_" + java.util.UUID.randomUUID().toString().substring(0, 8);
-    String url = MariadbSupport.lagoonUrl();
     ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(
-        url + (url.contains("?") ? "&" : "?") + "maxSize=1&initialSize=1");
+        MariadbSupport.lagoonUrl("maxSize=1&initialSize=1"));
     io.r2dbc.spi.Connection setup = pool.create().block(Duration.ofSeconds(10));
     exec(setup, "CREATE TABLE " + table + " (v int) ENGINE=InnoDB");
     Mono.from(setup.close()).block();
@@ -115,28 +104,27 @@ class MariadbPoolTest {
 
   @Test
   void aSessionChangedBySqlIsReplacedOnADriverWithoutAResetStatement() {
-    String url = MariadbSupport.lagoonUrl();
     ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(
-        url + (url.contains("?") ? "&" : "?") + "maxSize=1&initialSize=1");
+        MariadbSupport.lagoonUrl("maxSize=1&initialSize=1"));
     try {
       io.r2dbc.spi.Connection first = pool.create().block(Duration.ofSeconds(10));
-      Long id = one(first, "SELECT CONNECTION_ID()", Long.class);
+      long id = connectionId(first);
       exec(first, "SET @lagoon_secret = 'borrower one'");
       exec(first, "SET SESSION sql_mode = 'ANSI'");
       Mono.from(first.close()).block();
 
       io.r2dbc.spi.Connection next = pool.create().block(Duration.ofSeconds(10));
-      assertThat(one(next, "SELECT CONNECTION_ID()", Long.class)).isNotEqualTo(id);
+      assertThat(connectionId(next)).isNotEqualTo(id);
       assertThat(one(next, "SELECT @lagoon_secret IS NULL", Long.class))
           .as("the user variable is gone").isEqualTo(1L);
       Mono.from(next.close()).block();
 
       io.r2dbc.spi.Connection plain = pool.create().block(Duration.ofSeconds(10));
-      Long kept = one(plain, "SELECT CONNECTION_ID()", Long.class);
+      long kept = connectionId(plain);
       exec(plain, "SELECT 1");
       Mono.from(plain.close()).block();
       io.r2dbc.spi.Connection again = pool.create().block(Duration.ofSeconds(10));
-      assertThat(one(again, "SELECT CONNECTION_ID()", Long.class))
+      assertThat(connectionId(again))
           .as("plain queries cost no replacement").isEqualTo(kept);
       Mono.from(again.close()).block();
     } finally {

@@ -1,8 +1,12 @@
 package io.lagoon;
 
+import static io.lagoon.testing.MariadbSupport.connectionId;
+import static io.lagoon.testing.Sql.exec;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
 import io.lagoon.testing.MariadbSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.R2dbcException;
@@ -11,7 +15,6 @@ import io.r2dbc.spi.Result;
 import java.time.Duration;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
@@ -33,12 +36,11 @@ class MariadbSqlErrorTest {
 
   @BeforeEach
   void setUp() {
-    monitor = Mono.from(ConnectionFactories.get(MariadbSupport.r2dbcUrl()).create()).block(T);
+    monitor = Mono.from(MariadbSupport.connectionFactory().create()).block(T);
     exec(monitor, "CREATE TABLE " + table + " (id int PRIMARY KEY, v int) ENGINE=InnoDB");
     exec(monitor, "INSERT INTO " + table + " VALUES (1, 1)");
-    String url = MariadbSupport.lagoonUrl();
-    pool = (ConnectionPool) ConnectionFactories.get(url + (url.contains("?") ? "&" : "?")
-        + "maxSize=1&initialSize=1&poolName=mariadb-sql-errors");
+    pool = (ConnectionPool) ConnectionFactories.get(
+        MariadbSupport.lagoonUrl("maxSize=1&initialSize=1&poolName=mariadb-sql-errors"));
   }
 
   @AfterEach
@@ -48,15 +50,6 @@ class MariadbSqlErrorTest {
     }
     exec(monitor, "DROP TABLE IF EXISTS " + table);
     Mono.from(monitor.close()).block(T);
-  }
-
-  private static void exec(Connection c, String sql) {
-    Flux.from(c.createStatement(sql).execute()).flatMap(Result::getRowsUpdated).blockLast(T);
-  }
-
-  private static Long connectionId(Connection c) {
-    return Flux.from(c.createStatement("SELECT CONNECTION_ID()").execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, Long.class))).blockLast(T);
   }
 
   /** Runs {@code sql} and returns the error it failed with (failing the test if it did not). */
@@ -172,8 +165,8 @@ class MariadbSqlErrorTest {
   }
 
   private void awaitGone(long id) {
-    await(() -> count("SELECT COUNT(*) FROM information_schema.processlist WHERE id = " + id) == 0,
-        "connection " + id + " ended");
+    Await.until("connection " + id + " ended",
+        () -> count("SELECT COUNT(*) FROM information_schema.processlist WHERE id = " + id) == 0);
   }
 
   private void assertReplaced(long id) {
@@ -184,11 +177,8 @@ class MariadbSqlErrorTest {
       Mono.from(next.close()).block(T);
     }
     assertThat(pool.stats().created()).isEqualTo(2);
-    Mono.fromCallable(pool::stats).filter(s -> s.closed() == 1)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)).take(500))
-        .switchIfEmpty(Mono.error(new AssertionError("the killed connection was never closed: "
-            + pool.stats())))
-        .block(T);
+    Await.until(() -> "the killed connection was closed: " + pool.stats(), Await.BOUND,
+        () -> pool.stats().closed() == 1);
   }
 
   /**
@@ -197,29 +187,19 @@ class MariadbSqlErrorTest {
    */
   private R2dbcException runWhileKilled(Connection c, long id, String kill) {
     CompletableFuture<R2dbcException> sleeper = failure(c, "SELECT SLEEP(30)").toFuture();
-    await(() -> count("SELECT COUNT(*) FROM information_schema.processlist WHERE id = " + id
-        + " AND info = 'SELECT SLEEP(30)'") == 1, "the SLEEP runs");
+    Await.until("the SLEEP runs", () -> count("SELECT COUNT(*) FROM information_schema.processlist"
+        + " WHERE id = " + id + " AND info = 'SELECT SLEEP(30)'") == 1);
     exec(monitor, kill);
     return Mono.fromFuture(sleeper).block(T);
   }
 
-  private long count(String sql) {
-    return Flux.from(monitor.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, Long.class))).blockLast(T);
-  }
-
   /**
-   * Polls on the test thread, up to 20 s. The monitor connection is only ever used from here:
-   * r2dbc-mariadb takes a lock per connection to send a command, and a Reactor timer thread
-   * waiting for it would be stopped by BlockHound half-way, wedging that lock for good.
+   * A count on the monitor connection, on the test thread ({@link Await} polls there): the monitor
+   * is only ever used from it, since r2dbc-mariadb takes a lock per connection to send a command,
+   * and a Reactor timer thread waiting for it would be stopped by BlockHound half-way, wedging that
+   * lock for good.
    */
-  private static void await(BooleanSupplier condition, String what) {
-    long deadline = System.nanoTime() + Duration.ofSeconds(20).toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() - deadline > 0) {
-        throw new AssertionError("timed out waiting until " + what);
-      }
-      Mono.delay(Duration.ofMillis(20)).block();
-    }
+  private long count(String sql) {
+    return Sql.one(monitor, sql, Long.class);
   }
 }

@@ -5,10 +5,12 @@ import static io.lagoon.ScenarioSupport.figures;
 import static io.lagoon.ScenarioSupport.phase;
 import static org.assertj.core.api.Assertions.assertThat;
 
-import io.lagoon.LoadLoops.Failure;
-import io.lagoon.ScenarioSupport.BackendWatch;
 import io.lagoon.ScenarioSupport.Counting;
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.FaultProxy;
+import io.lagoon.testing.LoadLoops;
+import io.lagoon.testing.LoadLoops.Failure;
 import io.r2dbc.spi.ConnectionFactories;
 import java.time.Duration;
 import java.util.List;
@@ -31,7 +33,7 @@ class OutageScenarioTest {
   private static final Duration OUTAGE = Duration.ofSeconds(6);
   private static final Duration TRANSITION = Duration.ofSeconds(1);
 
-  private final String marker = ScenarioSupport.marker("outage");
+  private final String marker = Backends.marker("outage");
   private FaultProxy proxy;
   private ConnectionPool pool;
 
@@ -54,31 +56,32 @@ class OutageScenarioTest {
         .maxAcquireTime(Duration.ofSeconds(2)).build();
     pool.warmup().block(BOUND);
 
-    try (BackendWatch backends = new BackendWatch(marker)) {
-      LoadLoops load = new LoadLoops(pool, 64, LoadLoops::selectOne, null).start();
+    try (Backends.Watch backends = Backends.watchMax(marker, Duration.ofMillis(50))) {
+      LoadLoops load = LoadLoops.builder(pool).maxLoggedFailures(Integer.MAX_VALUE).start();
       phase(Duration.ofSeconds(3)); // the last second, once warm, is the reference throughput
-      long start = load.now();
-      double before = load.opsPerSecond(start - Duration.ofSeconds(1).toNanos(), start);
+      long start = System.nanoTime();
+      double before = load.opsPerSecondBetween(start - Duration.ofSeconds(1).toNanos(), start);
 
       int attemptsBefore = driver.attempts.get();
       proxy.refuse(true);
       proxy.resetAll();
       phase(OUTAGE);
       int attemptsDuring = driver.attempts.get() - attemptsBefore;
-      long end = load.now();
+      long end = System.nanoTime();
       proxy.refuse(false);
 
       phase(Duration.ofSeconds(3));
-      long after = load.now();
+      long after = System.nanoTime();
       load.stop(Duration.ofSeconds(5));
 
-      List<Failure> failures = load.failures();
+      List<Failure> failures = load.failureLog();
       List<Failure> acquireFailures = failures.stream().filter(Failure::acquireFailed).toList();
       List<Long> acquireMs = acquireFailures.stream().map(f -> LoadLoops.ms(f.acquireNanos()))
           .sorted().toList();
       long inFlight = failures.size() - acquireFailures.size();
       long firstOk = load.firstSuccessAfter(end);
-      double afterRate = load.opsPerSecond(after - Duration.ofMillis(1500).toNanos(), after);
+      double afterRate = load.opsPerSecondBetween(after - Duration.ofMillis(1500).toNanos(),
+          after);
       // Full throughput: 80 % of what the loops sustain, over a 100 ms window. What they sustain is
       // the lower of the rates before the outage and at the end: on a quiet machine the JIT-warm
       // rate before can be higher than any rate the machine keeps up afterwards.
@@ -96,7 +99,7 @@ class OutageScenarioTest {
               + " before=%.0f after=%.0f, first success %d ms and 80%% throughput %s after the"
               + " return, last failure %d ms after it, max backends=%d, first-second wave=%d"
               + " acquires up to %d ms",
-          OUTAGE.toSeconds(), load.ok(), failures.size(), inFlight, acquireFailures.size(),
+          OUTAGE.toSeconds(), load.ops(), failures.size(), inFlight, acquireFailures.size(),
           acquireFailures.stream().filter(f -> f.error() instanceof PoolUnavailableException)
               .count(),
           ScenarioSupport.percentile(acquireMs, 0.5), ScenarioSupport.percentile(acquireMs, 0.99),
@@ -105,6 +108,7 @@ class OutageScenarioTest {
           LoadLoops.ms(lastFailure - end), backends.max(), wave.size(),
           wave.stream().mapToLong(f -> LoadLoops.ms(f.acquireNanos())).max().orElse(0));
 
+      backends.assertHealthy(); // its maximum covers the whole run
       // The transition wave included: waiters queued while the reset connections were still
       // closing fail when the last open one closes, so every failed acquire is held to 200 ms.
       SoftAssertions soft = new SoftAssertions();
@@ -135,10 +139,8 @@ class OutageScenarioTest {
       soft.assertAll();
     }
     pool.close().block(BOUND);
-    long deadline = System.nanoTime() + BOUND.toNanos();
-    while (ScenarioSupport.backends(marker) > 0) {
-      assertThat(System.nanoTime() - deadline).as("every backend gone after close").isNegative();
-      phase(Duration.ofMillis(20));
+    try (Backends server = Backends.connect()) {
+      server.awaitCount(marker, 0, Await.BOUND); // every backend gone after close
     }
   }
 }

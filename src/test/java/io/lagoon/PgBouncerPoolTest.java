@@ -1,12 +1,19 @@
 package io.lagoon;
 
+import static io.lagoon.testing.Sql.bound;
+import static io.lagoon.testing.Sql.column;
+import static io.lagoon.testing.Sql.text;
+import static io.lagoon.testing.Sql.updates;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.lagoon.testing.Await;
 import io.lagoon.testing.CapturedLogs;
+import io.lagoon.testing.LoadLoops;
 import io.lagoon.testing.PgBouncer;
 import io.lagoon.testing.PgBouncer.Mode;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
@@ -69,15 +76,17 @@ class PgBouncerPoolTest {
     ConnectionPool pool = pool(mode, b -> b.maxSize(10).validationQuery("SELECT 1")
         .validationSkipWindow(Duration.ZERO));
 
-    assertThat(pool.withConnection(c -> one(c, "SELECT 41 + 1")).blockLast(BOUND)).isEqualTo(42);
-    pool.inTransaction(c -> update(c, "INSERT INTO " + table + " VALUES (1)")).blockLast(BOUND);
-    assertThatThrownBy(() -> pool.inTransaction(c -> update(c, "INSERT INTO " + table
+    assertThat(pool.withConnection(c -> column(c, "SELECT 41 + 1", Integer.class)).blockLast(BOUND))
+        .isEqualTo(42);
+    pool.inTransaction(c -> updates(c, "INSERT INTO " + table + " VALUES (1)")).blockLast(BOUND);
+    assertThatThrownBy(() -> pool.inTransaction(c -> updates(c, "INSERT INTO " + table
         + " VALUES (2)").thenMany(Flux.error(new IllegalStateException("abort")))).blockLast(BOUND))
         .hasMessage("abort");
     assertThat(countRows()).as("the commit is kept, the failed transaction rolled back").isEqualTo(1);
 
     // every borrow validated with a round trip through PgBouncer; none failed
-    Flux.range(0, 200).flatMap(i -> pool.withConnection(c -> one(c, "SELECT 1")), 32)
+    Flux.range(0, 200)
+        .flatMap(i -> pool.withConnection(c -> column(c, "SELECT 1", Integer.class)), 32)
         .blockLast(BOUND);
     assertThat(pool.stats().created()).as("no connection was replaced").isEqualTo(10);
     assertThat(pool.stats().createFailures()).isZero();
@@ -88,34 +97,37 @@ class PgBouncerPoolTest {
   void underLoadAPgBouncerRestartIsSurvived(Mode mode) {
     bouncer = PgBouncer.start(mode, serverConnections(mode));
     ConnectionPool pool = pool(mode, b -> b.maxSize(10).maxAcquireTime(Duration.ofSeconds(2)));
-    LoadLoops load = new LoadLoops(pool, 64, LoadLoops::selectOne, null).start();
+    LoadLoops load = LoadLoops.builder(pool).maxLoggedFailures(Integer.MAX_VALUE).start();
     try {
-      pause(Duration.ofSeconds(2));
-      long steadyFrom = load.now() - Duration.ofMillis(1500).toNanos();
-      double steady = load.opsPerSecond(steadyFrom, load.now());
+      ScenarioSupport.phase(Duration.ofSeconds(2));
+      long steadyFrom = System.nanoTime() - Duration.ofMillis(1500).toNanos();
+      double steady = load.opsPerSecondBetween(steadyFrom, System.nanoTime());
       int before = opened.size();
 
-      long restartStart = load.now();
+      long restartStart = System.nanoTime();
       bouncer.restart();
-      long listening = load.now();
-      awaitDriverSeesClosed(opened.subList(0, before));
+      long listening = System.nanoTime();
+      Await.driverSeesClosed("the driver saw PgBouncer go away", opened.subList(0, before));
       // the pool is down until its background connect finds PgBouncer again: wait for that
-      Flux.defer(() -> pool.withConnection(c -> one(c, "SELECT 1")))
-          .retryWhen(reactor.util.retry.Retry.fixedDelay(400, Duration.ofMillis(25)))
-          .blockLast(BOUND);
+      Flux.defer(() -> pool.withConnection(c -> column(c, "SELECT 1", Integer.class)))
+          .retryWhen(reactor.util.retry.Retry.fixedDelay(Long.MAX_VALUE, Duration.ofMillis(25)))
+          .timeout(Await.BOUND, Flux.error(() -> new AssertionError("the pool served nothing"
+              + " within " + Await.BOUND.toSeconds() + " s of PgBouncer's restart: " + pool.stats())))
+          .blockLast(Await.BOUND.plusSeconds(5));
       // from then on, with every old connection seen dropped: 100 in a row succeed
       for (int i = 0; i < 100; i++) {
-        assertThat(pool.withConnection(c -> one(c, "SELECT 1")).blockLast(BOUND)).isEqualTo(1);
+        assertThat(pool.withConnection(c -> column(c, "SELECT 1", Integer.class)).blockLast(BOUND))
+            .isEqualTo(1);
       }
-      pause(Duration.ofSeconds(1));
+      ScenarioSupport.phase(Duration.ofSeconds(1));
       load.stop(Duration.ofSeconds(10));
 
       long firstOk = load.firstSuccessAfter(listening);
-      List<LoadLoops.Failure> failures = load.failures();
+      List<LoadLoops.Failure> failures = load.failureLog();
       long recoveryMs = LoadLoops.ms(firstOk - listening);
       System.out.printf("[reliability] pgbouncer-%s: ops=%d failures=%d ops/s=%.0f"
               + " restart=%d ms, first success %d ms after it listened again; connections"
-              + " opened=%d%n", mode.name().toLowerCase(), load.ok(), failures.size(), steady,
+              + " opened=%d%n", mode.name().toLowerCase(), load.ops(), failures.size(), steady,
           LoadLoops.ms(listening - restartStart), recoveryMs, opened.size());
 
       assertThat(firstOk).as("operations succeed again after the restart").isPositive();
@@ -134,12 +146,12 @@ class PgBouncerPoolTest {
   void sessionModeResetsWhatABorrowerSetBeforeTheNextOne() {
     bouncer = PgBouncer.start(Mode.SESSION, 4);
     ConnectionPool pool = pool(Mode.SESSION, b -> b.maxSize(1));
-    pool.withConnection(c -> update(c, "SET lagoon.marker = 'left-behind'")).blockLast(BOUND);
+    pool.withConnection(c -> updates(c, "SET lagoon.marker = 'left-behind'")).blockLast(BOUND);
     assertThat(pool.withConnection(c -> text(c, "SELECT current_setting('lagoon.marker', true)"))
         .blockLast(BOUND)).as("the next borrower does not see the SET").isNullOrEmpty();
 
     ConnectionPool never = pool(Mode.SESSION, b -> b.maxSize(1).sessionReset(SessionReset.NEVER));
-    never.withConnection(c -> update(c, "SET lagoon.marker = 'left-behind'")).blockLast(BOUND);
+    never.withConnection(c -> updates(c, "SET lagoon.marker = 'left-behind'")).blockLast(BOUND);
     assertThat(never.withConnection(c -> text(c, "SELECT current_setting('lagoon.marker', true)"))
         .blockLast(BOUND)).as("without the reset it would leak: PgBouncer keeps the session")
         .isEqualTo("left-behind");
@@ -200,11 +212,12 @@ class PgBouncerPoolTest {
 
     Connection c = Mono.<Connection>from(pool.create()).block(BOUND);
     Mono.from(c.beginTransaction()).block(BOUND);
-    update(c, "INSERT INTO " + table + " VALUES (1)").blockLast(BOUND);
-    update(c, "SET LOCAL lagoon.marker = 'local'").blockLast(BOUND);
+    updates(c, "INSERT INTO " + table + " VALUES (1)").blockLast(BOUND);
+    updates(c, "SET LOCAL lagoon.marker = 'local'").blockLast(BOUND);
     Mono.from(c.close()).block(BOUND); // no commit: the pool rolls back
 
-    assertThat(other.withConnection(x -> one(x, "SELECT count(*)::int FROM " + table))
+    assertThat(other.withConnection(x -> column(x, "SELECT count(*)::int FROM " + table,
+            Integer.class))
         .blockLast(Duration.ofSeconds(10)))
         .as("another PgBouncer client gets the only server connection: the row was rolled back")
         .isZero();
@@ -221,7 +234,7 @@ class PgBouncerPoolTest {
     ConnectionPool other = pool(Mode.TRANSACTION, b -> b.maxSize(1));
     Connection c = Mono.<Connection>from(pool.create()).block(BOUND);
     try {
-      update(c, "SET lagoon.marker = 'shared'").blockLast(BOUND);
+      updates(c, "SET lagoon.marker = 'shared'").blockLast(BOUND);
       assertThat(other.withConnection(x -> text(x, "SELECT current_setting('lagoon.marker', true)"))
           .blockLast(BOUND)).as("a plain SET lands on a server connection other clients use next,"
               + " while its borrower still holds its connection: use SET LOCAL in a transaction")
@@ -263,50 +276,12 @@ class PgBouncerPoolTest {
     return pool;
   }
 
-  private static Flux<Integer> one(Connection c, String sql) {
-    return Flux.from(c.createStatement(sql).execute())
-        .concatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)));
-  }
-
-  private static Flux<String> text(Connection c, String sql) {
-    return Flux.from(c.createStatement(sql).execute())
-        .concatMap(r -> r.map((row, meta) -> String.valueOf(row.get(0, String.class))));
-  }
-
-  private static Flux<Long> update(Connection c, String sql) {
-    return Flux.from(c.createStatement(sql).execute()).concatMap(r -> r.getRowsUpdated());
-  }
-
-  private static Mono<Integer> bound(Connection c, String sql, int value) {
-    return Flux.from(c.createStatement(sql).bind("$1", value).execute())
-        .concatMap(r -> r.map((row, meta) -> row.get(0, Integer.class))).single();
-  }
-
   private long countRows() {
-    return Mono.usingWhen(Mono.from(PostgresSupport.connectionFactory().create()),
-        c -> Flux.from(c.createStatement("SELECT count(*) FROM " + table).execute())
-            .concatMap(r -> r.map((row, meta) -> row.get(0, Long.class))).single(),
-        Connection::close).block(BOUND);
+    return Sql.one(PostgresSupport.connectionFactory(), "SELECT count(*) FROM " + table,
+        Long.class);
   }
 
   private static void direct(String sql) {
-    Mono.usingWhen(Mono.from(PostgresSupport.connectionFactory().create()),
-        c -> Flux.from(c.createStatement(sql).execute()).concatMap(r -> r.getRowsUpdated()).then(),
-        Connection::close).block(BOUND);
-  }
-
-  private static void awaitDriverSeesClosed(List<Connection> connections) {
-    Flux.fromIterable(List.copyOf(connections))
-        .concatMap(c -> Mono.from(c.validate(ValidationDepth.LOCAL)))
-        .all(open -> !open)
-        .filter(allClosed -> allClosed)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(10)).take(2000))
-        .switchIfEmpty(Mono.error(new AssertionError("the driver never saw PgBouncer go away")))
-        .block(BOUND);
-  }
-
-  /** The scenario's phases: load runs for a while; the pause is the experiment, not a wait. */
-  private static void pause(Duration d) {
-    Mono.delay(d).block();
+    Sql.exec(PostgresSupport.connectionFactory(), sql);
   }
 }

@@ -2,15 +2,14 @@ package io.lagoon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Backends;
+import io.lagoon.testing.Gc;
+import io.lagoon.testing.Peek;
 import io.lagoon.testing.PostgresSupport;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.ConnectionFactories;
-import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
@@ -21,10 +20,17 @@ import reactor.core.publisher.Mono;
  * Timeouts racing deliveries against PostgreSQL: {@code create().timeout(...)} drops a connection
  * that arrives as the timeout fires (Reactor discards it), so nobody closes it. The pool takes such
  * connections back once their handles are collected; none is lost for good.
+ *
+ * <p>No sleep decides the outcome: after the run, each round proves that a garbage collection
+ * happened ({@link Gc#collect()}), then runs the pool's own reclaim ({@link
+ * Peek#reclaimAbandoned}), until nothing is lent or a bounded number of rounds has passed.
  */
 class PostgresAbandonTest {
 
-  private final String app = "lagoon-abandon-" + UUID.randomUUID().toString().substring(0, 8);
+  /** Proven collections after which a handle nobody refers to must have been collected. */
+  private static final int COLLECTIONS = 10;
+
+  private final String app = Backends.marker("abandon");
   private ConnectionPool pool;
 
   @AfterEach
@@ -35,10 +41,8 @@ class PostgresAbandonTest {
   }
 
   @Test
-  void subMillisecondTimeoutsOnFourThreadsLoseNoConnection() throws Exception {
-    pool = ConnectionPool.builder(ConnectionFactories.get(ConnectionFactoryOptions
-            .parse(PostgresSupport.r2dbcUrl()).mutate()
-            .option(Option.valueOf("applicationName"), app).build()))
+  void subMillisecondTimeoutsOnFourThreadsLoseNoConnection() throws InterruptedException {
+    pool = ConnectionPool.builder(PostgresSupport.connectionFactory(app))
         .poolName(app).maxSize(2).initialSize(2).maxAcquireTime(Duration.ofSeconds(10))
         .backgroundEvictionInterval(Duration.ofMillis(100)).build();
     AtomicInteger served = new AtomicInteger();
@@ -67,14 +71,20 @@ class PostgresAbandonTest {
       thread.join(120_000);
       assertThat(thread.isAlive()).isFalse();
     }
-    // Every connection the timeouts dropped comes back once the collector finds its handle and
-    // housekeeping (every 100 ms here) runs; poll for it, without taking connections meanwhile.
-    for (int i = 0; i < 300 && pool.stats().acquired() > 0; i++) {
-      System.gc();
-      Thread.sleep(50);
+    // Nobody holds a connection now: whatever is still lent was dropped by a timeout. It comes
+    // back once the collector has found its handle and the pool's reclaim runs (housekeeping runs
+    // it every 100 ms too); each round proves a collection, then runs the reclaim itself.
+    int lentAfterRun = pool.stats().acquired();
+    int rounds = 0;
+    while (pool.stats().acquired() > 0 && rounds < COLLECTIONS) {
+      Gc.collect();
+      Peek.reclaimAbandoned(pool);
+      rounds++;
     }
-    System.out.println("[abandon] served=" + served + " timedOut=" + timedOut + " " + pool.stats());
-    assertThat(pool.stats().acquired()).as("nobody holds a connection: none may stay lent")
+    System.out.println("[abandon] served=" + served + " timedOut=" + timedOut + " lent after the"
+        + " run=" + lentAfterRun + ", proven collections=" + rounds + " " + pool.stats());
+    assertThat(pool.stats().acquired()).as("nobody holds a connection: none may stay lent, yet"
+        + " %d are after %d proven collections and reclaims", pool.stats().acquired(), rounds)
         .isZero();
     assertThat(pool.create().flatMap(c -> Mono.from(c.close()).thenReturn(1))
         .block(Duration.ofSeconds(10))).isEqualTo(1);

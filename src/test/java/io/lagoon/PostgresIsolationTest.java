@@ -1,9 +1,15 @@
 package io.lagoon;
 
+import static io.lagoon.testing.Backends.pid;
+import static io.lagoon.testing.Sql.exec;
+import static io.lagoon.testing.Sql.one;
+import static io.lagoon.testing.Sql.run;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Batch;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
@@ -21,8 +27,6 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.reactivestreams.Publisher;
-import reactor.core.publisher.Flux;
-import reactor.core.publisher.Mono;
 import reactor.test.StepVerifier;
 
 /**
@@ -35,12 +39,14 @@ class PostgresIsolationTest {
 
   private final String app = "lagoon-iso-" + UUID.randomUUID().toString().substring(0, 8);
   private final String table = "lagoon_iso_" + UUID.randomUUID().toString().substring(0, 8);
+  private Backends backends;
   private Connection monitor;
   private ConnectionPool pool;
 
   @BeforeEach
   void setUp() {
-    monitor = Mono.from(PostgresSupport.connectionFactory().create()).block(T);
+    backends = Backends.connect();
+    monitor = backends.monitor();
     exec(monitor, "CREATE TABLE " + table + " (v int)");
   }
 
@@ -50,14 +56,13 @@ class PostgresIsolationTest {
       pool.close().block(T);
     }
     exec(monitor, "DROP TABLE IF EXISTS " + table);
-    Mono.from(monitor.close()).block(T);
+    backends.close();
   }
 
   private ConnectionPool pool(UnaryOperator<ConnectionFactoryOptions.Builder> driverOptions,
       UnaryOperator<ConnectionPoolBuilder> poolOptions) {
-    ConnectionFactoryOptions options = driverOptions.apply(
-        ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl()).mutate()
-            .option(Option.valueOf("applicationName"), app)).build();
+    ConnectionFactoryOptions options = driverOptions.apply(PostgresSupport.options(app).mutate())
+        .build();
     ConnectionFactory driver = ConnectionFactories.get(options);
     pool = poolOptions.apply(ConnectionPool.builder(driver).maxSize(1).initialSize(1)
         .poolName("pg-isolation")).build();
@@ -66,19 +71,6 @@ class PostgresIsolationTest {
 
   private ConnectionPool pool() {
     return pool(b -> b, b -> b);
-  }
-
-  private static void exec(Connection c, String sql) {
-    Flux.from(c.createStatement(sql).execute()).flatMap(Result::getRowsUpdated).blockLast(T);
-  }
-
-  private static <V> V one(Connection c, String sql, Class<V> type) {
-    return Flux.from(c.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).blockLast(T);
-  }
-
-  private static void run(Publisher<?> p) {
-    Flux.from(p).blockLast(T);
   }
 
   private long rows() {
@@ -91,7 +83,7 @@ class PostgresIsolationTest {
   void aPublisherObtainedBeforeCloseErrorsWhenSubscribedAfterItAndTouchesNothing() {
     pool();
     Connection h1 = pool.create().block(T);
-    Integer pid = one(h1, "SELECT pg_backend_pid()", Integer.class);
+    Integer pid = pid(h1);
     Publisher<Void> begin = h1.beginTransaction();
     Publisher<Void> timeout = h1.setStatementTimeout(Duration.ofSeconds(1));
     Publisher<Void> autoCommitOff = h1.setAutoCommit(false);
@@ -104,7 +96,7 @@ class PostgresIsolationTest {
 
     Connection h2 = pool.create().block(T);
     try {
-      assertThat(one(h2, "SELECT pg_backend_pid()", Integer.class)).isEqualTo(pid);
+      assertThat(pid(h2)).isEqualTo(pid);
       for (Publisher<?> stale : new Publisher<?>[] {begin, timeout, autoCommitOff, insert,
           batchRun}) {
         StepVerifier.create(stale).expectError(IllegalStateException.class).verify(T);
@@ -124,7 +116,7 @@ class PostgresIsolationTest {
   void aChangeNeverSubscribedCostsNoResetStatement() {
     pool();
     Connection h1 = pool.create().block(T);
-    Integer pid = one(h1, "SELECT pg_backend_pid()", Integer.class);
+    Integer pid = pid(h1);
     h1.setStatementTimeout(Duration.ofSeconds(1)); // obtained, never subscribed
     h1.beginTransaction();
     run(h1.close());
@@ -166,8 +158,8 @@ class PostgresIsolationTest {
 
   @Test
   void postAllocateSettingsSurviveEveryReset() {
-    pool(b -> b, b -> b.postAllocate(c -> Flux.from(c.createStatement(
-        "SET search_path = pg_catalog, public").execute()).flatMap(Result::getRowsUpdated).then()));
+    pool(b -> b, b -> b.postAllocate(c -> Sql.updates(c, "SET search_path = pg_catalog, public")
+        .then()));
     Connection h1 = pool.create().block(T);
     exec(h1, "SET search_path = public");
     run(h1.close());
@@ -208,10 +200,9 @@ class PostgresIsolationTest {
   void sessionStateChangedThroughSqlNeverReachesTheNextBorrower() {
     pool();
     Connection h1 = pool.create().block(T);
-    Integer pid = one(h1, "SELECT pg_backend_pid()", Integer.class);
+    Integer pid = pid(h1);
     // the driver's own prepared-statement cache must survive the reset
-    assertThat(Flux.from(h1.createStatement("SELECT $1::int + 1").bind("$1", 41).execute())
-        .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class))).blockLast(T)).isEqualTo(42);
+    assertThat(Sql.bound(h1, "SELECT $1::int + 1", 41).block(T)).isEqualTo(42);
     exec(h1, "SET search_path = pg_catalog");
     exec(h1, "SET statement_timeout = '1s'");
     exec(h1, "SET application_name = 'someone-else'");
@@ -224,7 +215,7 @@ class PostgresIsolationTest {
 
     Connection h2 = pool.create().block(T);
     try {
-      assertThat(one(h2, "SELECT pg_backend_pid()", Integer.class)).isEqualTo(pid);
+      assertThat(pid(h2)).isEqualTo(pid);
       assertThat(one(h2, "SHOW search_path", String.class)).isEqualTo("\"$user\", public");
       assertThat(one(h2, "SHOW statement_timeout", String.class)).isEqualTo("0");
       assertThat(one(h2, "SHOW application_name", String.class)).isEqualTo(app);
@@ -237,8 +228,7 @@ class PostgresIsolationTest {
           + pid, Long.class)).isZero();
       assertThat(one(h2, "SELECT count(*) FROM pg_prepared_statements WHERE from_sql",
           Long.class)).isZero();
-      assertThat(Flux.from(h2.createStatement("SELECT $1::int + 1").bind("$1", 1).execute())
-          .flatMap(r -> r.map((row, m) -> row.get(0, Integer.class))).blockLast(T)).isEqualTo(2);
+      assertThat(Sql.bound(h2, "SELECT $1::int + 1", 1).block(T)).isEqualTo(2);
     } finally {
       run(h2.close());
     }

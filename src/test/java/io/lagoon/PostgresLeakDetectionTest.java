@@ -2,17 +2,14 @@ package io.lagoon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.CapturedLogs;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.ConnectionFactories;
-import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import java.time.Duration;
-import java.util.UUID;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 import reactor.test.scheduler.VirtualTimeScheduler;
 
@@ -24,7 +21,7 @@ class PostgresLeakDetectionTest {
 
   private static final Duration BOUND = Duration.ofSeconds(10);
 
-  private final String app = "lagoon-leak-" + UUID.randomUUID().toString().substring(0, 8);
+  private final String app = Backends.marker("leak");
   private final VirtualTimeScheduler time = VirtualTimeScheduler.create();
   private ConnectionPool pool;
 
@@ -37,16 +34,12 @@ class PostgresLeakDetectionTest {
   }
 
   private static Mono<String> text(Connection c, String sql) {
-    return Flux.from(c.createStatement(sql).execute())
-        .concatMap(r -> r.map((row, meta) -> row.get(0, String.class)))
-        .single();
+    return Sql.text(c, sql).single();
   }
 
   @Test
   void aConnectionHeldPastTheThresholdIsReportedWithItsBorrowSiteAndStillWorks() {
-    pool = ConnectionPool.builder(ConnectionFactories.get(ConnectionFactoryOptions
-            .parse(PostgresSupport.r2dbcUrl()).mutate()
-            .option(Option.valueOf("applicationName"), app).build()))
+    pool = ConnectionPool.builder(PostgresSupport.connectionFactory(app))
         .poolName(app).maxSize(2).initialSize(0).scheduler(time)
         .leakDetectionThreshold(Duration.ofSeconds(30)).build();
     String log;

@@ -1,16 +1,17 @@
 package io.lagoon;
 
+import static io.lagoon.testing.Backends.pid;
+import static io.lagoon.testing.Backends.pidOf;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
-import io.r2dbc.spi.ConnectionFactoryOptions;
 import io.r2dbc.spi.IsolationLevel;
-import io.r2dbc.spi.Option;
 import io.r2dbc.spi.Result;
-import io.r2dbc.spi.ValidationDepth;
 import java.time.Duration;
 import java.util.List;
 import java.util.UUID;
@@ -20,18 +21,17 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
-import reactor.util.retry.Retry;
 
 /** Dead, killed and dirty connections against a real PostgreSQL. */
 class PostgresLifecycleTest {
 
-  private final String app = "lagoon-life-" + UUID.randomUUID().toString().substring(0, 8);
-  private Connection monitor;
+  private final String app = Backends.marker("life");
+  private Backends backends;
   private ConnectionPool pool;
 
   @BeforeEach
   void connectMonitor() {
-    monitor = Mono.from(PostgresSupport.connectionFactory().create()).block(Duration.ofSeconds(10));
+    backends = Backends.connect();
   }
 
   @AfterEach
@@ -39,16 +39,14 @@ class PostgresLifecycleTest {
     if (pool != null) {
       pool.dispose();
     }
-    Mono.from(monitor.close()).block(Duration.ofSeconds(10));
+    backends.close();
   }
 
   /** Every physical connection the driver opened for the pool, to watch what the driver knows. */
   private final List<Connection> opened = new java.util.concurrent.CopyOnWriteArrayList<>();
 
   private ConnectionFactory driver() {
-    ConnectionFactoryOptions options = ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl())
-        .mutate().option(Option.valueOf("applicationName"), app).build();
-    ConnectionFactory real = ConnectionFactories.get(options);
+    ConnectionFactory real = PostgresSupport.connectionFactory(app);
     return new ConnectionFactory() {
       @Override
       public org.reactivestreams.Publisher<? extends Connection> create() {
@@ -68,37 +66,11 @@ class PostgresLifecycleTest {
    * about connections the driver already knows are closed.
    */
   private void awaitDriverSeesAllClosed() {
-    Flux.fromIterable(opened)
-        .concatMap(c -> Mono.from(c.validate(ValidationDepth.LOCAL)))
-        .all(open -> !open)
-        .filter(allClosed -> allClosed)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(10)).take(1000))
-        .switchIfEmpty(Mono.error(new AssertionError("the driver never noticed the kills")))
-        .block(Duration.ofSeconds(20));
-  }
-
-  private static <T> Mono<T> one(Connection c, String sql, Class<T> type) {
-    return Flux.from(c.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).single();
-  }
-
-  private Mono<List<Integer>> pids(String stateFilter) {
-    return Flux.defer(() -> monitor.createStatement("SELECT pid FROM pg_stat_activity"
-            + " WHERE application_name = $1 AND state LIKE $2")
-        .bind("$1", app).bind("$2", stateFilter).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))
-        .collectList();
-  }
-
-  private List<Integer> backendPids(String stateFilter) {
-    return pids(stateFilter).block(Duration.ofSeconds(10));
+    Await.driverSeesClosed("the driver noticed the kills", opened);
   }
 
   private void terminate(List<Integer> pids) {
-    for (Integer pid : pids) {
-      one(monitor, "SELECT pg_terminate_backend(" + pid + ")", Boolean.class)
-          .block(Duration.ofSeconds(10));
-    }
+    backends.terminate(app, pids, Duration.ZERO);
   }
 
   /** Polls the server until the condition on this pool's backends holds (server-side events). */
@@ -107,15 +79,11 @@ class PostgresLifecycleTest {
   }
 
   private void awaitBackends(String state, Predicate<List<Integer>> condition, String what) {
-    pids(state)
-        .filter(condition)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)).take(500))
-        .switchIfEmpty(Mono.error(new AssertionError("timed out waiting until " + what)))
-        .block(Duration.ofSeconds(20));
+    Await.until(what, () -> condition.test(backends.pids(app, state)));
   }
 
   private Mono<Integer> selectOne() {
-    return pool.withConnection(c -> one(c, "SELECT 1", Integer.class)).single();
+    return pool.withConnection(c -> Sql.column(c, "SELECT 1", Integer.class).single()).single();
   }
 
   @Test
@@ -126,7 +94,7 @@ class PostgresLifecycleTest {
         .validationSkipWindow(Duration.ofHours(1)).poolName("pg-terminate-idle").build();
     assertThat(pool.warmup().block(Duration.ofSeconds(10))).isNotNull();
     awaitBackends(p -> p.size() == 5, "5 backends are up");
-    terminate(backendPids("idle"));
+    terminate(backends.pids(app, "idle"));
     awaitBackends(List::isEmpty, "the terminated backends are gone");
     awaitDriverSeesAllClosed();
 
@@ -141,7 +109,7 @@ class PostgresLifecycleTest {
         .poolName("pg-terminate-lent").build();
     pool.warmup().block(Duration.ofSeconds(10));
     Connection lent = pool.create().block(Duration.ofSeconds(10));
-    Integer victimPid = one(lent, "SELECT pg_backend_pid()", Integer.class).block();
+    int victimPid = pid(lent);
 
     Mono<Object> longQuery = Flux.from(lent.createStatement("SELECT pg_sleep(30)").execute())
         .flatMap(Result::getRowsUpdated).then(Mono.empty());
@@ -155,12 +123,11 @@ class PostgresLifecycleTest {
 
     Mono.from(lent.close()).block(Duration.ofSeconds(10));
     // full strength again: minIdle refilled, and no borrower ever gets the dead backend
-    Mono.fromCallable(pool::stats).filter(s -> s.idle() == 3)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)).take(500))
-        .block(Duration.ofSeconds(15));
+    Await.until(() -> "3 idle connections: " + pool.stats(), Await.BOUND,
+        () -> pool.stats().idle() == 3);
     assertThat(pool.stats().idle()).isEqualTo(3);
     List<Integer> pids = Flux.range(0, 3).flatMap(i -> pool.withConnection(
-            c -> one(c, "SELECT pg_backend_pid()", Integer.class)), 3)
+            c -> pidOf(c)), 3)
         .collectList().block(Duration.ofSeconds(10));
     assertThat(pids).doesNotContain(victimPid);
   }
@@ -168,8 +135,7 @@ class PostgresLifecycleTest {
   @Test
   void anIdleSessionTimeoutShorterThanThePoolsIdleTimeIsInvisibleToBorrowers() {
     pool = ConnectionPool.builder(driver()).maxSize(3).initialSize(3)
-        .postAllocate(c -> Flux.from(c.createStatement("SET idle_session_timeout = '1s'")
-            .execute()).flatMap(Result::getRowsUpdated).then())
+        .postAllocate(c -> Sql.updates(c, "SET idle_session_timeout = '1s'").then())
         .poolName("pg-idle-timeout").build();
     pool.warmup().block(Duration.ofSeconds(10));
     awaitBackends(p -> p.size() == 3, "3 backends are up");
@@ -183,31 +149,28 @@ class PostgresLifecycleTest {
   @Test
   void aBorrowerLeavesNothingBehindForTheNextBorrowerOfTheSameConnection() {
     String table = "lagoon_reset_" + UUID.randomUUID().toString().substring(0, 8);
-    Flux.from(monitor.createStatement("CREATE TABLE IF NOT EXISTS " + table + " (v int)").execute())
-        .flatMap(Result::getRowsUpdated).blockLast(Duration.ofSeconds(10));
+    Sql.exec(backends.monitor(), "CREATE TABLE IF NOT EXISTS " + table + " (v int)");
     try {
       pool = ConnectionPool.builder(driver()).maxSize(1).initialSize(1).poolName("pg-reset").build();
       Connection first = pool.create().block(Duration.ofSeconds(10));
-      Integer pid = one(first, "SELECT pg_backend_pid()", Integer.class).block();
+      int pid = pid(first);
       Mono.from(first.setAutoCommit(false)).block();
       Mono.from(first.setTransactionIsolationLevel(IsolationLevel.SERIALIZABLE)).block();
-      Flux.from(first.createStatement("INSERT INTO " + table + " VALUES (42)").execute())
-          .flatMap(Result::getRowsUpdated).blockLast();
+      Sql.exec(first, "INSERT INTO " + table + " VALUES (42)");
       Mono.from(first.close()).block(Duration.ofSeconds(10)); // no commit
 
       Connection second = pool.create().block(Duration.ofSeconds(10));
       try {
-        assertThat(one(second, "SELECT pg_backend_pid()", Integer.class).block()).isEqualTo(pid);
+        assertThat(pid(second)).isEqualTo(pid);
         assertThat(second.isAutoCommit()).isTrue();
-        assertThat(one(second, "SHOW transaction_isolation", String.class).block())
+        assertThat(Sql.one(second, "SHOW transaction_isolation", String.class))
             .isEqualTo("read committed");
-        assertThat(one(second, "SELECT count(*) FROM " + table, Long.class).block()).isZero();
+        assertThat(Sql.one(second, "SELECT count(*) FROM " + table, Long.class)).isZero();
       } finally {
         Mono.from(second.close()).block(Duration.ofSeconds(10));
       }
     } finally {
-      Flux.from(monitor.createStatement("DROP TABLE IF EXISTS " + table).execute())
-          .flatMap(Result::getRowsUpdated).blockLast(Duration.ofSeconds(10));
+      Sql.exec(backends.monitor(), "DROP TABLE IF EXISTS " + table);
     }
   }
 }

@@ -2,15 +2,16 @@ package io.lagoon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
 import io.r2dbc.spi.ConnectionFactoryMetadata;
 import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import java.time.Duration;
-import java.util.UUID;
 import java.util.concurrent.atomic.AtomicInteger;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
@@ -25,21 +26,18 @@ import reactor.core.publisher.Mono;
  */
 class PostgresOutageTest {
 
-  private final String app = "lagoon-outage-" + UUID.randomUUID().toString().substring(0, 8);
+  private final String app = Backends.marker("outage");
   private ConnectionPool pool;
 
   /** Connects to PostgreSQL, or to a refused port while {@code down}. */
   private final class Switchable implements ConnectionFactory {
     volatile boolean down = true;
     final AtomicInteger attempts = new AtomicInteger();
-    final ConnectionFactory real = ConnectionFactories.get(ConnectionFactoryOptions
-        .parse(PostgresSupport.r2dbcUrl()).mutate()
-        .option(Option.valueOf("applicationName"), app).build());
-    final ConnectionFactory refused = ConnectionFactories.get(ConnectionFactoryOptions
-        .parse(PostgresSupport.r2dbcUrl()).mutate()
+    final ConnectionFactory real = PostgresSupport.connectionFactory(app);
+    final ConnectionFactory refused = ConnectionFactories.get(PostgresSupport.options(app).mutate()
         .option(ConnectionFactoryOptions.HOST, "127.0.0.1")
         .option(ConnectionFactoryOptions.PORT, 1)
-        .option(Option.valueOf("applicationName"), app).build());
+        .build());
 
     @Override
     public Publisher<? extends Connection> create() {
@@ -87,11 +85,12 @@ class PostgresOutageTest {
     driver.down = false;
     // The probe backs off to at most 500 ms between attempts: poll well past that.
     Integer one = Flux.defer(() -> pool.withConnection(c ->
-            Flux.from(c.createStatement("SELECT 1").execute())
-                .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))))
-        .retryWhen(reactor.util.retry.Retry.fixedDelay(200, Duration.ofMillis(50))
+            Sql.column(c, "SELECT 1", Integer.class)))
+        .retryWhen(reactor.util.retry.Retry.fixedDelay(Long.MAX_VALUE, Duration.ofMillis(50))
             .filter(PoolUnavailableException.class::isInstance))
-        .blockLast(Duration.ofSeconds(30));
+        .timeout(Await.BOUND, Flux.error(() -> new AssertionError("the pool served nothing within "
+            + Await.BOUND.toSeconds() + " s of the database's return: " + pool.stats())))
+        .blockLast(Await.BOUND.plusSeconds(5));
     assertThat(one).isEqualTo(1);
     assertThat(pool.stats().idle()).isGreaterThanOrEqualTo(1);
   }

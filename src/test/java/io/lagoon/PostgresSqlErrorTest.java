@@ -1,16 +1,18 @@
 package io.lagoon;
 
+import static io.lagoon.testing.Backends.pid;
+import static io.lagoon.testing.Sql.exec;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.ConnectionFactories;
-import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import io.r2dbc.spi.R2dbcException;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.Result;
 import java.time.Duration;
+import java.util.List;
 import java.util.Set;
 import java.util.UUID;
 import org.junit.jupiter.api.AfterEach;
@@ -35,17 +37,17 @@ class PostgresSqlErrorTest {
 
   private final String app = "lagoon-sqlerr-" + UUID.randomUUID().toString().substring(0, 8);
   private final String table = "lagoon_sqlerr_" + UUID.randomUUID().toString().substring(0, 8);
+  private Backends backends;
   private Connection monitor;
   private ConnectionPool pool;
 
   @BeforeEach
   void setUp() {
-    monitor = Mono.from(PostgresSupport.connectionFactory().create()).block(T);
+    backends = Backends.connect();
+    monitor = backends.monitor();
     exec(monitor, "CREATE TABLE " + table + " (id int PRIMARY KEY, v int)");
     exec(monitor, "INSERT INTO " + table + " VALUES (1, 1)");
-    ConnectionFactoryOptions options = ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl())
-        .mutate().option(Option.valueOf("applicationName"), app).build();
-    pool = ConnectionPool.builder(ConnectionFactories.get(options)).maxSize(1).initialSize(1)
+    pool = ConnectionPool.builder(PostgresSupport.connectionFactory(app)).maxSize(1).initialSize(1)
         .poolName("pg-sql-errors").build();
   }
 
@@ -55,16 +57,7 @@ class PostgresSqlErrorTest {
       pool.close().block(T);
     }
     exec(monitor, "DROP TABLE IF EXISTS " + table);
-    Mono.from(monitor.close()).block(T);
-  }
-
-  private static void exec(Connection c, String sql) {
-    Flux.from(c.createStatement(sql).execute()).flatMap(Result::getRowsUpdated).blockLast(T);
-  }
-
-  private static <V> Mono<V> one(Connection c, String sql, Class<V> type) {
-    return Flux.from(c.createStatement(sql).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, type))).single();
+    backends.close();
   }
 
   /** Runs {@code sql} and returns the error it failed with (failing the test if it did not). */
@@ -109,7 +102,7 @@ class PostgresSqlErrorTest {
   @ValueSource(strings = {"P0001", "57014", "55P03", "25P02", "23505", "42601"})
   void anOrdinarySqlErrorKeepsTheConnection(String sqlState) {
     Connection first = pool.create().block(T);
-    Integer pid = one(first, "SELECT pg_backend_pid()", Integer.class).block(T);
+    int pid = pid(first);
     Throwable error = provoke(first, sqlState);
     assertThat(error).isInstanceOf(R2dbcException.class);
     assertThat(((R2dbcException) error).getSqlState()).as("%s", error).isEqualTo(sqlState);
@@ -121,8 +114,7 @@ class PostgresSqlErrorTest {
 
     Connection second = pool.create().block(T);
     try {
-      assertThat(one(second, "SELECT pg_backend_pid()", Integer.class).block(T))
-          .as("the same backend after %s", sqlState).isEqualTo(pid);
+      assertThat(pid(second)).as("the same backend after %s", sqlState).isEqualTo(pid);
       assertThat(second.isAutoCommit()).isTrue();
     } finally {
       Mono.from(second.close()).block(T);
@@ -135,12 +127,10 @@ class PostgresSqlErrorTest {
   @Test
   void aTerminatedBackendIsReplaced() {
     Connection first = pool.create().block(T);
-    Integer pid = one(first, "SELECT pg_backend_pid()", Integer.class).block(T);
+    int pid = pid(first);
     // only this pool's backend: its pid and its application_name
-    assertThat(one(monitor, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-        + " WHERE pid = " + pid + " AND application_name = '" + app + "'", Boolean.class)
-        .block(T)).isTrue();
-    awaitGone(pid);
+    assertThat(backends.terminate(app, List.of(pid), Duration.ZERO)).containsEntry(pid, true);
+    backends.awaitGone(app, List.of(pid));
 
     Throwable error = failure(first, "SELECT 1");
     assertThat(error).isInstanceOf(R2dbcException.class);
@@ -149,28 +139,12 @@ class PostgresSqlErrorTest {
 
     Connection second = pool.create().block(T);
     try {
-      assertThat(one(second, "SELECT pg_backend_pid()", Integer.class).block(T))
-          .as("a new backend").isNotEqualTo(pid);
+      assertThat(pid(second)).as("a new backend").isNotEqualTo(pid);
     } finally {
       Mono.from(second.close()).block(T);
     }
     assertThat(pool.stats().created()).isEqualTo(2);
-    Mono.fromCallable(pool::stats).filter(s -> s.closed() == 1)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)).take(500))
-        .switchIfEmpty(Mono.error(new AssertionError("the dead connection was never closed: "
-            + pool.stats())))
-        .block(T);
-  }
-
-  /** Polls the server until the backend has exited. */
-  private void awaitGone(Integer pid) {
-    Flux.defer(() -> monitor.createStatement("SELECT count(*) FROM pg_stat_activity WHERE pid = "
-            + pid).execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, Long.class)))
-        .single()
-        .filter(n -> n == 0)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)).take(1000))
-        .switchIfEmpty(Mono.error(new AssertionError("backend " + pid + " never exited")))
-        .block(T);
+    Await.until(() -> "the dead connection was closed: " + pool.stats(), Await.BOUND,
+        () -> pool.stats().closed() == 1);
   }
 }

@@ -2,6 +2,7 @@ package io.lagoon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.PostgresSupport;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
@@ -19,7 +20,6 @@ import org.junit.jupiter.api.BeforeAll;
 import org.springframework.jdbc.core.JdbcOperations;
 import org.springframework.jdbc.core.JdbcTemplate;
 import org.springframework.jdbc.datasource.SimpleDriverDataSource;
-import reactor.core.publisher.Flux;
 
 /**
  * The R2DBC TestKit (the SPI's conformance tests) run through a Lagoon pool of one connection over
@@ -44,19 +44,15 @@ class PostgresTestKitTest implements TestKit<String> {
 
   @BeforeAll
   static void createSchemaAndPool() {
-    ConnectionFactoryOptions server = ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl());
+    ConnectionFactoryOptions server = PostgresSupport.options(MARKER);
     jdbc = new JdbcTemplate(jdbcDataSource(server));
     jdbc.execute("CREATE SCHEMA " + SCHEMA);
     ConnectionFactory driver = ConnectionFactories.get(server.mutate()
-        .option(Option.valueOf("applicationName"), MARKER)
         .option(Option.valueOf("schema"), SCHEMA)
         .build());
     pool = ConnectionPool.builder(driver).maxSize(1).initialSize(1).poolName("pg-testkit").build();
     assertThat(pool.warmup().block(T)).isNotNull();
-    backendPid = pool.withConnection(c -> Flux.from(c.createStatement("SELECT pg_backend_pid()")
-            .execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class))))
-        .single().block(T);
+    backendPid = pool.withConnection(Backends::pidOf).single().block(T);
   }
 
   @AfterAll
@@ -75,10 +71,8 @@ class PostgresTestKitTest implements TestKit<String> {
    * (the check below reports that case).
    */
   private static SimpleDriverDataSource jdbcDataSource(ConnectionFactoryOptions server) {
-    Object port = server.getValue(ConnectionFactoryOptions.PORT);
-    String url = "jdbc:postgresql://" + server.getRequiredValue(ConnectionFactoryOptions.HOST)
-        + ":" + (port != null ? port : 5432) + "/"
-        + server.getRequiredValue(ConnectionFactoryOptions.DATABASE);
+    String url = "jdbc:postgresql://" + PostgresSupport.host() + ":" + PostgresSupport.port() + "/"
+        + PostgresSupport.database();
     Properties props = new Properties();
     props.setProperty("user", String.valueOf(server.getRequiredValue(ConnectionFactoryOptions.USER)));
     Object password = server.getValue(ConnectionFactoryOptions.PASSWORD);

@@ -1,12 +1,16 @@
 package io.lagoon;
 
 import static io.lagoon.ScenarioSupport.BOUND;
+import static io.lagoon.testing.Sql.text;
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Backends;
 import io.lagoon.testing.CapturedLogs;
 import io.lagoon.testing.FaultProxy;
 import io.lagoon.testing.PasswordRejectingServer;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
@@ -17,7 +21,6 @@ import java.io.StringWriter;
 import java.lang.management.ManagementFactory;
 import java.net.InetAddress;
 import java.net.ServerSocket;
-import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.UUID;
@@ -50,7 +53,7 @@ class SecretsScenarioTest {
 
   private final String secret = "Lagoon-Secret-" + UUID.randomUUID().toString().replace("-", "");
   private final String role = "lagoon_secret_" + UUID.randomUUID().toString().substring(0, 8);
-  private final String marker = ScenarioSupport.marker("secrets");
+  private final String marker = Backends.marker("secrets");
   private final List<ConnectionPool> pools = new ArrayList<>();
   private final StringBuilder evidence = new StringBuilder();
   private int exceptions;
@@ -73,11 +76,13 @@ class SecretsScenarioTest {
     if (rejecting != null) {
       rejecting.close();
     }
-    long deadline = System.nanoTime() + BOUND.toNanos();
-    while (ScenarioSupport.backends(marker) > 0 && System.nanoTime() - deadline < 0) {
-      ScenarioSupport.phase(Duration.ofMillis(20));
+    try (Backends server = Backends.connect()) {
+      server.awaitCount(marker, 0, Await.BOUND); // the pools' sessions of the role have ended
+    } catch (AssertionError stillThere) {
+      // dropped all the same: what this scenario asserts is the search, not the sessions' end
+    } finally {
+      direct("DROP ROLE IF EXISTS " + role);
     }
-    direct("DROP ROLE IF EXISTS " + role);
   }
 
   @Test
@@ -110,7 +115,7 @@ class SecretsScenarioTest {
   // ---------------------------------------------------------------- what is exercised
 
   private void useAPoolBuiltFromAUrlWithThePassword() throws Exception {
-    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(url(host(), port())
+    ConnectionPool pool = (ConnectionPool) ConnectionFactories.get(url()
         + "?poolName=" + marker + "&registerJmx=true&maxSize=2&maxPendingAcquires=1"
         + "&maxAcquireTime=500ms&applicationName=" + marker);
     pools.add(pool);
@@ -138,8 +143,9 @@ class SecretsScenarioTest {
 
   private void buildAPoolInCode() {
     ConnectionFactory driver = ConnectionFactories.get(ConnectionFactoryOptions
-        .parse("r2dbc:postgresql://" + role + ":" + secret + "@" + host() + ":" + port() + "/"
-            + database() + "?applicationName=" + marker));
+        .parse("r2dbc:postgresql://" + role + ":" + secret + "@" + PostgresSupport.host() + ":"
+            + PostgresSupport.port() + "/" + PostgresSupport.database() + "?applicationName="
+            + marker));
     ConnectionPoolBuilder builder = ConnectionPool.builder(driver).poolName(marker + "-code")
         .maxSize(1).validationQuery("SELECT 1");
     strings(builder, builder.config());
@@ -185,17 +191,17 @@ class SecretsScenarioTest {
   }
 
   private void rejectBadOptions() {
-    String base = url(host(), port());
+    String base = url();
     for (String query : List.of("?maxSize=ten", "?maxSize=-1", "?maxAcquireTime=5",
         "?minIdle=20&maxSize=2", "?registerJmx=maybe", "?validationDepth=DEEP")) {
       failure(() -> ConnectionFactories.get(base + query));
     }
     failure(() -> ConnectionFactories.get("r2dbc:lagoon:nosuchdriver://" + role + ":" + secret
-        + "@127.0.0.1/" + database()));
+        + "@127.0.0.1/" + PostgresSupport.database()));
     failure(() -> ConnectionFactories.get("r2dbc:lagoon:pool:postgresql://" + role + ":" + secret
-        + "@127.0.0.1/" + database()));
+        + "@127.0.0.1/" + PostgresSupport.database()));
     failure(() -> ConnectionFactories.get("r2dbc:lagoon://" + role + ":" + secret
-        + "@127.0.0.1/" + database()));
+        + "@127.0.0.1/" + PostgresSupport.database()));
   }
 
   // ---------------------------------------------------------------- evidence
@@ -248,36 +254,17 @@ class SecretsScenarioTest {
 
   // ---------------------------------------------------------------- the server
 
-  private static ConnectionFactoryOptions server() {
-    return ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl());
-  }
-
-  private static String host() {
-    return String.valueOf(server().getRequiredValue(ConnectionFactoryOptions.HOST));
-  }
-
-  private static int port() {
-    Object port = server().getValue(ConnectionFactoryOptions.PORT);
-    return port == null ? 5432 : Integer.parseInt(String.valueOf(port));
-  }
-
-  private static String database() {
-    return String.valueOf(server().getRequiredValue(ConnectionFactoryOptions.DATABASE));
+  /** A Lagoon URL of the test server that logs in as the role, with its password. */
+  private String url() {
+    return url(PostgresSupport.host(), PostgresSupport.port());
   }
 
   private String url(String host, int port) {
     return "r2dbc:lagoon:postgresql://" + role + ":" + secret + "@" + host + ":" + port + "/"
-        + database();
-  }
-
-  private static Flux<String> text(Connection c, String sql) {
-    return Flux.from(c.createStatement(sql).execute())
-        .concatMap(r -> r.map((row, meta) -> String.valueOf(row.get(0))));
+        + PostgresSupport.database();
   }
 
   private static void direct(String sql) {
-    Mono.usingWhen(Mono.from(PostgresSupport.connectionFactory().create()),
-        c -> Flux.from(c.createStatement(sql).execute()).concatMap(r -> r.getRowsUpdated()).then(),
-        Connection::close).block(BOUND);
+    Sql.exec(PostgresSupport.connectionFactory(), sql);
   }
 }

@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.ConnectionPool;
 import io.lagoon.PoolStats;
+import io.lagoon.testing.Await;
 import io.lagoon.testing.FakeConnection;
 import io.lagoon.testing.FakeConnectionFactory;
 import io.r2dbc.spi.Connection;
@@ -112,12 +113,13 @@ class CancellationStormScenarioTest {
     // At rest: everything lent came back, and the driver's open connections are exactly the
     // pool's. Read in a loop, because a pool that ended down (every connection retired, the last
     // connect failed) still opens one in the background after its back-off.
-    awaitCondition(() -> {
-      PoolStats s = pool.stats();
-      return s.acquired() == 0 && s.pending() == 0 && s.allocated() == s.idle()
-          && driver.connectsInFlight() == 0 && lends.sum() == closes.sum()
-          && driver.open() == s.allocated() && pool.stats().equals(s);
-    }, "every delivered connection came back and the driver's open connections are the pool's");
+    Await.until(() -> "every delivered connection came back and the driver's open connections are"
+        + " the pool's; " + state(), Await.BOUND, () -> {
+          PoolStats s = pool.stats();
+          return s.acquired() == 0 && s.pending() == 0 && s.allocated() == s.idle()
+              && driver.connectsInFlight() == 0 && lends.sum() == closes.sum()
+              && driver.open() == s.allocated() && pool.stats().equals(s);
+        });
 
     PoolStats s = pool.stats();
     String figures = "seed=" + SEED + ", acquires=" + ACQUIRES + " from " + LANES + " subscribers"
@@ -152,7 +154,8 @@ class CancellationStormScenarioTest {
     assertThat(driver.failedConnects()).as("connects failed; " + where).isPositive();
 
     pool.close().block(Duration.ofSeconds(30));
-    awaitCondition(() -> driver.live() == 0, "the closed pool closed every connection it held");
+    Await.until(() -> "the closed pool closed every connection it held; " + state(), Await.BOUND,
+        () -> driver.live() == 0);
     assertThat(driver.opened()).as("opened = closed after close; " + where)
         .isEqualTo(driver.closed());
     System.out.println("[reliability] cancellation-storm: " + figures);
@@ -436,14 +439,5 @@ class CancellationStormScenarioTest {
     return "issued=" + issued.get() + ", lent=" + lends.sum() + ", closed=" + closes.sum()
         + ", pool " + pool.stats() + ", driver " + driver + ", violation=" + violation.get()
         + ", driver's open connections:" + open;
-  }
-
-  private void awaitCondition(BooleanSupplier condition, String what) {
-    Mono.fromCallable(condition::getAsBoolean)
-        .filter(ok -> ok)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(10)))
-        .timeout(Duration.ofSeconds(30),
-            Mono.error(() -> new AssertionError("timed out: " + what + "; " + state())))
-        .block(Duration.ofSeconds(35));
   }
 }

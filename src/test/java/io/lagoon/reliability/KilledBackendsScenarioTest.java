@@ -4,24 +4,19 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.ConnectionPool;
 import io.lagoon.PoolStats;
+import io.lagoon.testing.Await;
 import io.lagoon.testing.Backends;
 import io.lagoon.testing.LoadLoops;
+import io.lagoon.testing.PidTrackingFactory;
 import io.lagoon.testing.PostgresSupport;
-import io.r2dbc.spi.ConnectionFactories;
-import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import io.r2dbc.spi.R2dbcException;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.UUID;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import reactor.core.publisher.Mono;
-import reactor.core.scheduler.Schedulers;
 
 /**
  * Scenario 3, killed backends: while 64 loops of acquire → {@code SELECT 1} → close run through a
@@ -40,7 +35,7 @@ class KilledBackendsScenarioTest {
   private static final int MAX_SIZE = 10;
   private static final Duration EVERY = Duration.ofSeconds(2);
 
-  private final String app = "lagoon-s3-" + UUID.randomUUID().toString().substring(0, 8);
+  private final String app = Backends.marker("s3");
   private ConnectionPool pool;
   private LoadLoops loops;
   private Backends backends;
@@ -67,9 +62,7 @@ class KilledBackendsScenarioTest {
 
   @Test
   void onlyOperationsHoldingAKilledConnectionFailAndNoDeadConnectionIsLentAgain() {
-    PidTrackingFactory driver = new PidTrackingFactory(ConnectionFactories.get(
-        ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl()).mutate()
-            .option(Option.valueOf("applicationName"), app).build()));
+    PidTrackingFactory driver = new PidTrackingFactory(PostgresSupport.connectionFactory(app));
     pool = ConnectionPool.builder(driver).poolName(app).maxSize(MAX_SIZE).initialSize(MAX_SIZE)
         .maxAcquireTime(Duration.ofSeconds(2)).build();
     backends = Backends.connect();
@@ -90,7 +83,7 @@ class KilledBackendsScenarioTest {
       int inFlight = maxHoldingOver(Duration.ofMillis(1));
       List<Integer> victims = backends.pids(app);
       dying.addAll(victims); // counted no more: a killed backend lingers a moment in the view
-      Map<Integer, Boolean> terminated = backends.terminate(victims, Duration.ofSeconds(5));
+      Map<Integer, Boolean> terminated = backends.terminate(app, victims, Duration.ofSeconds(5));
       lastKill = System.nanoTime();
       assertThat(terminated).as("kill %d: every backend of the pool exited", k + 1)
           .isNotEmpty().doesNotContainValue(false);
@@ -99,7 +92,7 @@ class KilledBackendsScenarioTest {
     }
     awaitFullStrengthAnd(lastKill);
     long opsBeforeStop = loops.ops();
-    awaitCondition(() -> loops.ops() > opsBeforeStop + 1_000, "operations go on after the kills");
+    Await.until("operations go on after the kills", () -> loops.ops() > opsBeforeStop + 1_000);
     loops.stop(Duration.ofSeconds(30));
     long failuresAtEnd = loops.failures();
 
@@ -160,20 +153,11 @@ class KilledBackendsScenarioTest {
 
   /** Waits until 10 connections are open and lent, 10 backends exist, and 2 s passed since {@code since}. */
   private void awaitFullStrengthAnd(long since) {
-    awaitCondition(() -> {
+    Await.until("the pool is back at full strength: " + MAX_SIZE + " connections lent", () -> {
       PoolStats s = pool.stats();
       return System.nanoTime() - since >= EVERY.toNanos() && s.allocated() == MAX_SIZE
           && s.acquired() == MAX_SIZE && backends.count(app) == MAX_SIZE;
-    }, "the pool is back at full strength: " + MAX_SIZE + " connections lent");
-  }
-
-  private static void awaitCondition(BooleanSupplier condition, String what) {
-    Mono.fromCallable(condition::getAsBoolean)
-        .subscribeOn(Schedulers.boundedElastic()) // the condition may block (a server round trip)
-        .filter(ok -> ok)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(10)))
-        .timeout(Duration.ofSeconds(30), Mono.error(new AssertionError("timed out: " + what)))
-        .block(Duration.ofSeconds(35));
+    });
   }
 
   /** What the pool counts as a dead connection: a non-transient resource error or SQLSTATE 08 / 57P0x. */

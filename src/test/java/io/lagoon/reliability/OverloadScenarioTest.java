@@ -1,5 +1,6 @@
 package io.lagoon.reliability;
 
+import static io.lagoon.testing.Gc.usedHeapAfterGc;
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.ConnectionPool;
@@ -232,13 +233,6 @@ class OverloadScenarioTest {
       return TIMED_OUT;
     }
     return t instanceof PoolClosedException ? CLOSED : OTHER;
-  }
-
-  private static long usedHeapAfterGc() {
-    for (int i = 0; i < 3; i++) {
-      System.gc();
-    }
-    return ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
   }
 
   private static long threadAllocatedBytes() {

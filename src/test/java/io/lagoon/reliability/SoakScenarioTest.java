@@ -4,23 +4,21 @@ import static org.assertj.core.api.Assertions.assertThat;
 
 import io.lagoon.ConnectionPool;
 import io.lagoon.PoolStats;
+import static io.lagoon.testing.Gc.usedHeapAfterGc;
+
+import io.lagoon.testing.Await;
 import io.lagoon.testing.Backends;
 import io.lagoon.testing.LoadLoops;
 import io.lagoon.testing.PostgresSupport;
+import io.lagoon.testing.Sql;
 import io.r2dbc.spi.Connection;
-import io.r2dbc.spi.ConnectionFactories;
-import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import io.r2dbc.spi.R2dbcException;
 import io.r2dbc.spi.Result;
-import java.lang.management.ManagementFactory;
 import java.time.Duration;
-import java.util.UUID;
 import java.util.concurrent.ThreadLocalRandom;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import org.reactivestreams.Publisher;
@@ -51,7 +49,7 @@ class SoakScenarioTest {
       Boolean.getBoolean("lagoon.long") ? 600 : 60);
   private static final long HEAP_GROWTH_BOUND = 64L << 20;
 
-  private final String app = "lagoon-s6-" + UUID.randomUUID().toString().substring(0, 8);
+  private final String app = Backends.marker("s6");
   private final String table = "lagoon_soak_" + app.substring(app.length() - 8);
   private ConnectionPool pool;
   private LoadLoops loops;
@@ -95,9 +93,7 @@ class SoakScenarioTest {
   void aMixedWorkloadLeaksNothingAndKeepsItsHeapAndLatency() {
     backends = Backends.connect();
     execute("CREATE TABLE " + table + " (id serial PRIMARY KEY, v int NOT NULL)");
-    pool = ConnectionPool.builder(ConnectionFactories.get(ConnectionFactoryOptions
-            .parse(PostgresSupport.r2dbcUrl()).mutate()
-            .option(Option.valueOf("applicationName"), app).build()))
+    pool = ConnectionPool.builder(PostgresSupport.connectionFactory(app))
         .poolName(app).maxSize(MAX_SIZE).initialSize(MAX_SIZE)
         .maxAcquireTime(Duration.ofSeconds(2))
         .maxLifeTime(Duration.ofSeconds(SECONDS / 3))
@@ -113,22 +109,22 @@ class SoakScenarioTest {
         .subscribe(tick -> new CancelledAcquire(
             ThreadLocalRandom.current().nextLong(3_000_000)).start());
 
-    awaitCondition(() -> loops.elapsedSeconds() >= 10, Duration.ofSeconds(30), "10 s of load");
+    Await.until("10 s of load", Duration.ofSeconds(30), () -> loops.elapsedSeconds() >= 10);
     long heapAt10s = usedHeapAfterGc();
-    awaitCondition(() -> loops.elapsedSeconds() >= SECONDS / 2, Duration.ofSeconds(SECONDS),
-        "half the run");
+    Await.until("half the run", Duration.ofSeconds(SECONDS),
+        () -> loops.elapsedSeconds() >= SECONDS / 2);
     pool.softEvict().block(Duration.ofSeconds(30));
-    awaitCondition(() -> loops.elapsedSeconds() >= SECONDS, Duration.ofSeconds(SECONDS),
-        "the end of the run");
+    Await.until("the end of the run", Duration.ofSeconds(SECONDS),
+        () -> loops.elapsedSeconds() >= SECONDS);
     long heapAtEnd = usedHeapAfterGc();
     int end = loops.elapsedSeconds();
     cancellers.dispose();
     loops.stop(Duration.ofSeconds(30));
-    awaitCondition(() -> cancellerOutstanding.get() == 0 && pool.stats().acquired() == 0
-        && pool.stats().pending() == 0, Duration.ofSeconds(30), "every connection came back");
+    Await.until("every connection came back", () -> cancellerOutstanding.get() == 0
+        && pool.stats().acquired() == 0 && pool.stats().pending() == 0);
     PoolStats s = pool.stats();
-    awaitCondition(() -> backends.count(app) == pool.stats().allocated(), Duration.ofSeconds(30),
-        "the server has as many backends as the pool");
+    Await.until("the server has as many backends as the pool",
+        () -> backends.count(app) == pool.stats().allocated());
 
     long rows1 = count("v = 1");
     long rowsNotCommitted = count("v <> 1");
@@ -287,39 +283,13 @@ class SoakScenarioTest {
   }
 
   private long count(String where) {
-    Long n = Flux.defer(() -> backendsQuery("SELECT count(*) FROM " + table + " WHERE " + where))
-        .single().block(Duration.ofSeconds(30));
+    Long n = Sql.one(PostgresSupport.connectionFactory(),
+        "SELECT count(*) FROM " + table + " WHERE " + where, Long.class);
     return n == null ? -1 : n;
-  }
-
-  private Flux<Long> backendsQuery(String sql) {
-    return Mono.from(PostgresSupport.connectionFactory().create()).flatMapMany(c ->
-        Flux.from(c.createStatement(sql).execute())
-            .flatMap(r -> r.map((row, meta) -> row.get(0, Long.class)))
-            .concatWith(Mono.from(c.close()).then(Mono.empty())));
   }
 
   /** Runs one statement on a connection of its own (not the pool's). */
   private static void execute(String sql) {
-    Mono.from(PostgresSupport.connectionFactory().create()).flatMapMany(c ->
-            Flux.from(c.createStatement(sql).execute()).flatMap(Result::getRowsUpdated)
-                .concatWith(Mono.from(c.close()).then(Mono.empty())))
-        .blockLast(Duration.ofSeconds(30));
-  }
-
-  private static long usedHeapAfterGc() {
-    for (int i = 0; i < 3; i++) {
-      System.gc();
-    }
-    return ManagementFactory.getMemoryMXBean().getHeapMemoryUsage().getUsed();
-  }
-
-  private static void awaitCondition(BooleanSupplier condition, Duration bound, String what) {
-    Mono.fromCallable(condition::getAsBoolean)
-        .subscribeOn(Schedulers.boundedElastic()) // the condition may block (a server round trip)
-        .filter(ok -> ok)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)))
-        .timeout(bound, Mono.error(() -> new AssertionError("timed out after " + bound + ": " + what)))
-        .block(bound.plusSeconds(5));
+    Sql.exec(PostgresSupport.connectionFactory(), sql);
   }
 }

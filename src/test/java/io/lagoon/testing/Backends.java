@@ -5,6 +5,9 @@ import java.time.Duration;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import reactor.core.Disposable;
 import reactor.core.publisher.Flux;
@@ -15,7 +18,7 @@ import reactor.core.scheduler.Schedulers;
  * The PostgreSQL server's view of one pool's sessions, seen from a monitor connection of its own
  * ({@link PostgresSupport}'s, application name {@code lagoon-tests}). Every query filters on an
  * application name, so a test only ever counts or terminates the backends carrying its own
- * marker; the server is shared with other test runs.
+ * {@link #marker}; the server is shared with other test runs.
  *
  * <p>The blocking methods are for test threads. Not thread-safe: one test thread uses it.
  */
@@ -41,6 +44,40 @@ public final class Backends implements AutoCloseable {
     }
     return c;
   }
+
+  /**
+   * A unique application name, {@code lagoon-<what>-<8 hex digits>}: the only backends a test
+   * counts or terminates are those carrying its own.
+   */
+  public static String marker(String what) {
+    return "lagoon-" + what + "-" + UUID.randomUUID().toString().substring(0, 8);
+  }
+
+  /**
+   * The monitor connection itself, for the test's own statements outside any pool (creating its
+   * tables, reading pg_locks); closed by {@link #close()}.
+   */
+  public Connection monitor() {
+    return monitor;
+  }
+
+  // ---------------------------------------------------------------- one connection's backend
+
+  /** The pid of the backend behind {@code c}: {@code SELECT pg_backend_pid()} on it. */
+  public static Mono<Integer> pidOf(Connection c) {
+    return Sql.column(c, "SELECT pg_backend_pid()", Integer.class).single();
+  }
+
+  /** {@link #pidOf}, blocking. */
+  public static int pid(Connection c) {
+    Integer pid = pidOf(c).block(BOUND);
+    if (pid == null) {
+      throw new IllegalStateException("no answer to SELECT pg_backend_pid()");
+    }
+    return pid;
+  }
+
+  // ---------------------------------------------------------------- one application's backends
 
   /** Backends whose application_name is {@code app} (never the monitor's own). */
   public Mono<Integer> countMono(String app) {
@@ -70,9 +107,17 @@ public final class Backends implements AutoCloseable {
 
   /** The pids of the backends whose application_name is {@code app}. */
   public List<Integer> pids(String app) {
+    return pidsOn(monitor, app).block(BOUND);
+  }
+
+  /**
+   * The pids of the backends whose application_name is {@code app} and whose state is {@code
+   * LIKE stateLike} ({@code "idle"}, {@code "active"}, ...).
+   */
+  public List<Integer> pids(String app, String stateLike) {
     return Flux.defer(() -> monitor.createStatement("SELECT pid FROM pg_stat_activity"
-                + " WHERE application_name = $1 AND pid <> pg_backend_pid()")
-            .bind("$1", app).execute())
+                + " WHERE application_name = $1 AND pid <> pg_backend_pid() AND state LIKE $2")
+            .bind("$1", app).bind("$2", stateLike).execute())
         .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))
         .collectList()
         .block(BOUND);
@@ -95,14 +140,38 @@ public final class Backends implements AutoCloseable {
     return out;
   }
 
+  /**
+   * Terminates exactly {@code pids}, each only while its application_name is still {@code app},
+   * with {@code pg_terminate_backend(pid, wait)}: each call returns once that backend has exited,
+   * or false after {@code wait}; with a zero {@code wait} it returns at once, true once the signal
+   * was sent. Returns pid → terminated; false too for a pid that is no backend of {@code app}.
+   */
+  public Map<Integer, Boolean> terminate(String app, List<Integer> pids, Duration wait) {
+    Map<Integer, Boolean> out = new LinkedHashMap<>();
+    for (Integer pid : pids) {
+      Boolean done = Flux.defer(() -> monitor.createStatement("SELECT pg_terminate_backend(pid, $3)"
+                  + " FROM pg_stat_activity WHERE pid = $1 AND application_name = $2")
+              .bind("$1", pid).bind("$2", app).bind("$3", wait.toMillis()).execute())
+          .flatMap(r -> r.map((row, meta) -> Boolean.TRUE.equals(row.get(0, Boolean.class))))
+          .singleOrEmpty()
+          .defaultIfEmpty(false)
+          .block(BOUND.plus(wait));
+      out.put(pid, Boolean.TRUE.equals(done));
+    }
+    return out;
+  }
+
   /** Polls until this app has {@code expected} backends, at most {@code bound}; throws if not. */
   public void awaitCount(String app, int expected, Duration bound) {
-    countMono(app)
-        .filter(n -> n == expected)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(20)))
-        .timeout(bound, Mono.defer(() -> Mono.error(new AssertionError("after " + bound + ", "
-            + "application " + app + " has " + count(app) + " backends, expected " + expected))))
-        .block(bound.plusSeconds(5));
+    int[] last = {-1};
+    Await.until(() -> "application " + app + " has " + expected + " backends (it has " + last[0]
+        + ")", bound, () -> (last[0] = count(app)) == expected);
+  }
+
+  /** Polls until none of {@code pids} is a backend of {@code app} any more. */
+  public void awaitGone(String app, List<Integer> pids) {
+    Await.until(() -> "backends " + pids + " of " + app + " exited", BOUND,
+        () -> pids(app).stream().noneMatch(pids::contains));
   }
 
   /**
@@ -110,7 +179,7 @@ public final class Backends implements AutoCloseable {
    * own until disposed, keeping the largest count seen and the number of polls.
    */
   public static Watch watchMax(String app, Duration every) {
-    return new Watch(open(), app, every, java.util.Set.of());
+    return new Watch(open(), app, every, Set.of());
   }
 
   /**
@@ -118,25 +187,8 @@ public final class Backends implements AutoCloseable {
    * backend stays listed for a moment after its client saw the connection close, while the pool
    * may already have opened the replacement.
    */
-  public static Watch watchMax(String app, Duration every, java.util.Set<Integer> dying) {
+  public static Watch watchMax(String app, Duration every, Set<Integer> dying) {
     return new Watch(open(), app, every, dying);
-  }
-
-  /**
-   * Terminates exactly {@code pids} with {@code pg_terminate_backend(pid, wait)}: each call
-   * returns once that backend has exited, or false after {@code wait}. Returns pid → terminated.
-   */
-  public Map<Integer, Boolean> terminate(List<Integer> pids, Duration wait) {
-    Map<Integer, Boolean> out = new LinkedHashMap<>();
-    for (Integer pid : pids) {
-      Boolean done = Flux.defer(() -> monitor.createStatement("SELECT pg_terminate_backend($1, $2)")
-              .bind("$1", pid).bind("$2", wait.toMillis()).execute())
-          .flatMap(r -> r.map((row, meta) -> Boolean.TRUE.equals(row.get(0, Boolean.class))))
-          .single()
-          .block(BOUND.plus(wait));
-      out.put(pid, Boolean.TRUE.equals(done));
-    }
-    return out;
   }
 
   /** A running poll of one app's backend count; see {@link #watchMax}. */
@@ -144,11 +196,11 @@ public final class Backends implements AutoCloseable {
     private final Connection connection;
     private final AtomicInteger max = new AtomicInteger();
     private final AtomicInteger polls = new AtomicInteger();
+    private final AtomicBoolean closed = new AtomicBoolean();
     private final Disposable poll;
     private volatile Throwable error;
 
-    private Watch(Connection connection, String app, Duration every,
-        java.util.Set<Integer> dying) {
+    private Watch(Connection connection, String app, Duration every, Set<Integer> dying) {
       this.connection = connection;
       this.poll = Flux.interval(every, Schedulers.parallel())
           .onBackpressureDrop()
@@ -178,10 +230,13 @@ public final class Backends implements AutoCloseable {
       return polls.get();
     }
 
+    /** Stops polling and closes its connection; a second call does nothing. */
     @Override
     public void close() {
-      poll.dispose();
-      Mono.from(connection.close()).block(BOUND);
+      if (closed.compareAndSet(false, true)) {
+        poll.dispose();
+        Mono.from(connection.close()).block(BOUND);
+      }
     }
   }
 

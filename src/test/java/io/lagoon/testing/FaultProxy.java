@@ -1,7 +1,6 @@
 package io.lagoon.testing;
 
 import io.r2dbc.spi.ConnectionFactoryOptions;
-import io.r2dbc.spi.Option;
 import java.io.IOException;
 import java.net.InetAddress;
 import java.net.InetSocketAddress;
@@ -102,10 +101,7 @@ public final class FaultProxy implements AutoCloseable {
 
   /** A proxy to the test PostgreSQL that {@link PostgresSupport} located, started. */
   public static FaultProxy toPostgres() {
-    ConnectionFactoryOptions options = ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl());
-    Object port = options.getValue(ConnectionFactoryOptions.PORT);
-    return to(String.valueOf(options.getRequiredValue(ConnectionFactoryOptions.HOST)),
-        port == null ? 5432 : Integer.parseInt(String.valueOf(port)));
+    return to(PostgresSupport.host(), PostgresSupport.port());
   }
 
   /**
@@ -113,10 +109,9 @@ public final class FaultProxy implements AutoCloseable {
    * applicationName} as the marker that tells this test's backends from everyone else's.
    */
   public ConnectionFactoryOptions postgresOptions(String applicationName) {
-    return ConnectionFactoryOptions.parse(PostgresSupport.r2dbcUrl()).mutate()
+    return PostgresSupport.options(applicationName).mutate()
         .option(ConnectionFactoryOptions.HOST, host())
         .option(ConnectionFactoryOptions.PORT, port())
-        .option(Option.valueOf("applicationName"), applicationName)
         .build();
   }
 

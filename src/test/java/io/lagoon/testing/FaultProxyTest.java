@@ -22,16 +22,13 @@ import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Random;
-import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.function.BooleanSupplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
-import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
 
 /** The fault proxy against a blocking echo server and against the test PostgreSQL. */
@@ -73,7 +70,7 @@ class FaultProxyTest {
 
     s.shutdownOutput();
     assertThat(s.getInputStream().read()).as("the echo server's close reached the client").isEqualTo(-1);
-    awaitTrue(() -> proxy.openConnections() == 0, "the proxy forgot the closed connection");
+    Await.until("the proxy forgot the closed connection", () -> proxy.openConnections() == 0);
     assertThat(proxy.bytesForwarded()).isEqualTo(2L * sent.length);
   }
 
@@ -87,7 +84,7 @@ class FaultProxyTest {
 
     assertThatThrownBy(() -> s.getInputStream().read()).as("the client receives an RST")
         .isInstanceOf(SocketException.class).hasMessageContaining("reset");
-    awaitTrue(() -> echo.resetsSeen.get() == 1, "the server side received an RST");
+    Await.until("the server side received an RST", () -> echo.resetsSeen.get() == 1);
     assertThat(proxy.resets()).isEqualTo(1);
     assertThat(proxy.openConnections()).isZero();
     assertThat(roundTrip(connect(), "again")).as("new connections are forwarded as before")
@@ -171,7 +168,7 @@ class FaultProxyTest {
   @Test
   void postgresThroughTheProxyQueriesAndDiesOnReset() {
     proxy = FaultProxy.toPostgres();
-    String app = "lagoon-proxy-" + UUID.randomUUID().toString().substring(0, 8);
+    String app = Backends.marker("proxy");
     ConnectionFactory factory = ConnectionFactories.get(proxy.postgresOptions(app));
     Connection c = Mono.<Connection>from(factory.create()).block(BOUND);
     try {
@@ -181,9 +178,8 @@ class FaultProxyTest {
       proxy.resetAll();
 
       assertThatThrownBy(() -> selectOne(c).block(BOUND)).isInstanceOf(R2dbcException.class);
-      awaitTrue(() -> !Mono.from(c.validate(ValidationDepth.LOCAL)).block(BOUND),
-          "the driver reports the connection closed");
-      awaitTrue(() -> backends(app) == 0, "the server's backend saw the reset and ended");
+      Await.driverSeesClosed("the driver reports the connection closed", List.of(c));
+      Await.until("the server's backend saw the reset and ended", () -> backends(app) == 0);
     } finally {
       Mono.from(c.close()).onErrorResume(e -> Mono.empty()).block(BOUND);
     }
@@ -192,7 +188,7 @@ class FaultProxyTest {
   @Test
   void postgresQueriesAndConnectsWaitInTheBlackHoleAndCompleteWhenItCloses() {
     proxy = FaultProxy.toPostgres();
-    String app = "lagoon-proxy-" + UUID.randomUUID().toString().substring(0, 8);
+    String app = Backends.marker("proxy");
     ConnectionFactory factory = ConnectionFactories.get(proxy.postgresOptions(app));
     Connection c = Mono.<Connection>from(factory.create()).block(BOUND);
     try {
@@ -271,8 +267,7 @@ class FaultProxyTest {
   }
 
   private static Mono<Integer> selectOne(Connection c) {
-    return Flux.from(c.createStatement("SELECT 1").execute())
-        .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class))).single();
+    return Sql.column(c, "SELECT 1", Integer.class).single();
   }
 
   private static long backends(String app) {
@@ -284,21 +279,8 @@ class FaultProxyTest {
         + "' AND state = 'active'");
   }
 
-  static long count(String sql) {
-    return Mono.usingWhen(Mono.from(PostgresSupport.connectionFactory().create()),
-        c -> Flux.from(c.createStatement(sql).execute())
-            .flatMap(r -> r.map((row, meta) -> row.get(0, Long.class))).single(),
-        Connection::close).block(BOUND);
-  }
-
-  static void awaitTrue(BooleanSupplier condition, String what) {
-    long deadline = System.nanoTime() + BOUND.toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() - deadline > 0) {
-        throw new AssertionError("not within " + BOUND.toSeconds() + " s: " + what);
-      }
-      Mono.delay(Duration.ofMillis(10)).block();
-    }
+  private static long count(String sql) {
+    return Sql.one(PostgresSupport.connectionFactory(), sql, Long.class);
   }
 
   /** A blocking echo server on 127.0.0.1, one thread per connection, counting what it sees. */

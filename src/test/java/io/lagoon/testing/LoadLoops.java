@@ -11,12 +11,14 @@ import java.util.Queue;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentLinkedQueue;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLongArray;
 import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.atomic.LongAdder;
 import java.util.function.Function;
+import org.jspecify.annotations.Nullable;
 import org.reactivestreams.Publisher;
 import reactor.core.publisher.Flux;
 import reactor.core.publisher.Mono;
@@ -41,7 +43,10 @@ import reactor.core.scheduler.Schedulers;
  *       by none; {@link #active()}: operations started and not yet finished;
  *   <li>latencies of successful operations (acquire subscription to close completion) per second
  *       of the run ({@link #percentileMicros}) and the operations per second ({@link
- *       #opsPerSecond()}).
+ *       #opsPerSecond()});
+ *   <li>successes per 10 ms over the first {@value #FINE_SECONDS} s, for what happened around an
+ *       instant ({@link System#nanoTime()}): {@link #opsPerSecondBetween}, {@link
+ *       #firstSuccessAfter}, {@link #throughputRestoredAfter}, {@link #failuresBetween}.
  * </ul>
  *
  * <p>Usage: {@code LoadLoops loops = LoadLoops.builder(pool).start(); ... loops.stop(bound);}.
@@ -54,8 +59,13 @@ public final class LoadLoops {
       Flux.from(c.createStatement("SELECT 1").execute())
           .flatMap(r -> r.map((row, meta) -> row.get(0)));
 
-  /** One failed operation: when it started and ended ({@link System#nanoTime()}) and why. */
-  public record Failure(int loop, long startNanos, long endNanos, Throwable error) {
+  /**
+   * One failed operation: when it started and ended ({@link System#nanoTime()}), whether the
+   * acquire failed (no connection was delivered), how long the acquire took (until the delivery,
+   * or until the failure when it failed), and why.
+   */
+  public record Failure(int loop, long startNanos, long endNanos, boolean acquireFailed,
+      long acquireNanos, Throwable error) {
     /** How long the operation took before it failed. */
     public Duration took() {
       return Duration.ofNanos(endNanos - startNanos);
@@ -69,6 +79,7 @@ public final class LoadLoops {
   private final int loops;
   private final Duration pause;
   private final Function<? super Connection, ? extends Publisher<?>> work;
+  private final @Nullable Duration workTimeout;
   private final Scheduler pauseScheduler;
   private final Scheduler operationsOn;
   private final int maxLoggedFailures;
@@ -87,14 +98,20 @@ public final class LoadLoops {
   private final Queue<Failure> failureLog = new ConcurrentLinkedQueue<>();
   private final AtomicInteger logged = new AtomicInteger();
   private final AtomicReferenceArray<Histogram> perSecond = new AtomicReferenceArray<>(MAX_SECONDS);
+  private final AtomicLongArray okByTenMillis = new AtomicLongArray(FINE_BUCKETS);
 
   static final int MAX_SECONDS = 7_200;
+  /** How long the 10 ms counts of successes reach; later successes count in the last one. */
+  static final int FINE_SECONDS = 300;
+  private static final long FINE_NANOS = TimeUnit.MILLISECONDS.toNanos(10);
+  private static final int FINE_BUCKETS = FINE_SECONDS * 100;
 
   private LoadLoops(Builder b) {
     this.pool = b.pool;
     this.loops = b.loops;
     this.pause = b.pause;
     this.work = b.work;
+    this.workTimeout = b.workTimeout;
     this.pauseScheduler = b.pauseScheduler;
     this.operationsOn = b.operationsOn;
     this.maxLoggedFailures = b.maxLoggedFailures;
@@ -111,6 +128,7 @@ public final class LoadLoops {
     private int loops = 64;
     private Duration pause = Duration.ofMillis(50);
     private Function<? super Connection, ? extends Publisher<?>> work = SELECT_ONE;
+    private @Nullable Duration workTimeout;
     private Scheduler pauseScheduler = Schedulers.parallel();
     private Scheduler operationsOn;
     private int maxLoggedFailures = 10_000;
@@ -143,6 +161,19 @@ public final class LoadLoops {
      */
     public Builder work(Function<? super Connection, ? extends Publisher<?>> work) {
       this.work = Objects.requireNonNull(work, "work");
+      return this;
+    }
+
+    /**
+     * The application's own bound on its work (not on the acquire): work still running after
+     * {@code timeout} fails with a {@link java.util.concurrent.TimeoutException}, and its
+     * connection is closed. None by default.
+     */
+    public Builder workTimeout(Duration timeout) {
+      if (timeout.isNegative() || timeout.isZero()) {
+        throw new IllegalArgumentException("workTimeout (" + timeout + ") must be positive");
+      }
+      this.workTimeout = timeout;
       return this;
     }
 
@@ -200,10 +231,17 @@ public final class LoadLoops {
   /** One acquire → work → close; never errors: a failure is recorded, then paused for. */
   private Mono<Void> operation(int loop) {
     long start = System.nanoTime();
+    long[] acquiredAt = {0};
     active.incrementAndGet();
     return Mono.usingWhen(
-            Mono.from(pool.create()).doOnNext(c -> holding.incrementAndGet()),
-            c -> Flux.from(work.apply(c)).then(),
+            Mono.from(pool.create()).doOnNext(c -> {
+              acquiredAt[0] = System.nanoTime();
+              holding.incrementAndGet();
+            }),
+            c -> {
+              Mono<Void> w = Flux.from(work.apply(c)).then();
+              return workTimeout == null ? w : w.timeout(workTimeout);
+            },
             this::close,
             (c, error) -> close(c),
             this::close)
@@ -212,8 +250,11 @@ public final class LoadLoops {
           succeeded(start, System.nanoTime());
         }))
         .onErrorResume(error -> {
+          long end = System.nanoTime();
           active.decrementAndGet();
-          failed(loop, start, System.nanoTime(), error);
+          boolean acquireFailed = acquiredAt[0] == 0;
+          failed(new Failure(loop, start, end, acquireFailed,
+              (acquireFailed ? end : acquiredAt[0]) - start, error));
           if (pause.isZero()) {
             return Mono.empty();
           }
@@ -239,13 +280,14 @@ public final class LoadLoops {
   private void succeeded(long start, long end) {
     ops.increment();
     histogram(second(end)).record((end - start) / 1_000);
+    okByTenMillis.incrementAndGet(fine(end));
   }
 
-  private void failed(int loop, long start, long end, Throwable error) {
+  private void failed(Failure f) {
     failures.increment();
-    causes.computeIfAbsent(causeKey(error), k -> new LongAdder()).increment();
+    causes.computeIfAbsent(causeKey(f.error()), k -> new LongAdder()).increment();
     if (logged.incrementAndGet() <= maxLoggedFailures) {
-      failureLog.add(new Failure(loop, start, end, error));
+      failureLog.add(f);
     }
   }
 
@@ -260,6 +302,11 @@ public final class LoadLoops {
   private int second(long nanos) {
     long s = (nanos - startNanos) / 1_000_000_000L;
     return (int) Math.max(0, Math.min(MAX_SECONDS - 1, s));
+  }
+
+  private int fine(long nanos) {
+    long b = (nanos - startNanos) / FINE_NANOS;
+    return (int) Math.max(0, Math.min(FINE_BUCKETS - 1, b));
   }
 
   private Histogram histogram(int second) {
@@ -387,6 +434,68 @@ public final class LoadLoops {
       }
     }
     return m;
+  }
+
+  // ---------------------------------------------------------------- around an instant (10 ms)
+
+  /** Successful operations per second among those that ended in [fromNanos, toNanos). */
+  public double opsPerSecondBetween(long fromNanos, long toNanos) {
+    long n = 0;
+    for (int b = fine(fromNanos); b < fine(toNanos); b++) {
+      n += okByTenMillis.get(b);
+    }
+    return n * 1e9 / Math.max(1, toNanos - fromNanos);
+  }
+
+  /** The logged failures that ended in [fromNanos, toNanos). */
+  public List<Failure> failuresBetween(long fromNanos, long toNanos) {
+    List<Failure> in = new ArrayList<>();
+    for (Failure f : failureLog) {
+      if (f.endNanos() - fromNanos >= 0 && f.endNanos() - toNanos < 0) {
+        in.add(f);
+      }
+    }
+    return in;
+  }
+
+  /**
+   * The end of the first 10 ms at or after {@code fromNanos} in which an operation succeeded, or
+   * -1.
+   */
+  public long firstSuccessAfter(long fromNanos) {
+    for (int b = fine(fromNanos); b < FINE_BUCKETS; b++) {
+      if (okByTenMillis.get(b) > 0) {
+        return startNanos + (b + 1) * FINE_NANOS;
+      }
+    }
+    return -1;
+  }
+
+  /**
+   * The end of the first 100 ms window at or after {@code fromNanos} whose successes reach {@code
+   * fraction} of {@code perSecond}, or -1 if none has yet.
+   */
+  public long throughputRestoredAfter(long fromNanos, double perSecond, double fraction) {
+    int window = 10; // 10 ms each: 100 ms
+    long need = (long) (perSecond * fraction / 10);
+    for (int b = fine(fromNanos); b + window < FINE_BUCKETS; b++) {
+      long n = 0;
+      for (int i = b; i < b + window; i++) {
+        n += okByTenMillis.get(i);
+      }
+      if (n >= need && need > 0) {
+        return startNanos + (b + window) * FINE_NANOS;
+      }
+      if (startNanos + (b + window) * FINE_NANOS - System.nanoTime() > 0) {
+        return -1;
+      }
+    }
+    return -1;
+  }
+
+  /** Nanoseconds in whole milliseconds. */
+  public static long ms(long nanos) {
+    return TimeUnit.NANOSECONDS.toMillis(nanos);
   }
 
   /** ops, failures by cause, p50/p99/max: for a scenario's line of figures. */

@@ -7,7 +7,7 @@ import io.lagoon.ConnectionPool;
 import io.r2dbc.spi.R2dbcTimeoutException;
 import java.time.Duration;
 import java.util.Map;
-import java.util.function.BooleanSupplier;
+import java.util.concurrent.TimeoutException;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.Test;
 import reactor.core.publisher.Mono;
@@ -38,7 +38,7 @@ class LoadLoopsTest {
   @Test
   void loopsCountOperationsAndGiveEveryConnectionBackWhenStopped() {
     loops = LoadLoops.builder(pool(4)).loops(16).operationsOn(Schedulers.parallel()).start();
-    await(() -> loops.ops() >= 5_000, "5,000 operations");
+    Await.until("5,000 operations", () -> loops.ops() >= 5_000);
     loops.stop(Duration.ofSeconds(10));
 
     assertThat(loops.failures()).isZero();
@@ -48,6 +48,13 @@ class LoadLoopsTest {
     assertThat(loops.opsPerSecond().stream().mapToLong(Long::longValue).sum())
         .isEqualTo(loops.ops());
     assertThat(loops.opsBetween(0, LoadLoops.MAX_SECONDS)).isEqualTo(loops.ops());
+    // every success is in the 10 ms counts too: the window from the start to past the current 10 ms
+    long start = loops.startNanos();
+    long end = System.nanoTime() + Duration.ofMillis(20).toNanos();
+    assertThat(Math.round(loops.opsPerSecondBetween(start, end) * (end - start) / 1e9))
+        .isEqualTo(loops.ops());
+    assertThat(loops.firstSuccessAfter(start)).isGreaterThan(start).isLessThan(end);
+    assertThat(loops.failuresBetween(start, end)).isEmpty();
     assertThat(loops.percentileMicros(0.99)).isGreaterThanOrEqualTo(loops.percentileMicros(0.5))
         .isGreaterThanOrEqualTo(0);
     assertThat(driver.opened()).isLessThanOrEqualTo(4);
@@ -58,7 +65,7 @@ class LoadLoopsTest {
     loops = LoadLoops.builder(pool(2)).loops(3)
         .work(c -> Mono.delay(Duration.ofMillis(300)))
         .start();
-    await(() -> loops.holding() == 2 && loops.active() == 3, "2 holding, 1 waiting");
+    Await.until("2 holding, 1 waiting", () -> loops.holding() == 2 && loops.active() == 3);
     loops.stop(Duration.ofSeconds(10));
     assertThat(loops.holding()).isZero();
     assertThat(loops.active()).isZero();
@@ -71,8 +78,8 @@ class LoadLoopsTest {
         .work(c -> Mono.error(new R2dbcTimeoutException("slow", new IllegalStateException("x"))))
         .maxLoggedFailures(3)
         .start();
-    await(() -> loops.paused() > 0, "a loop pauses after its failure");
-    await(() -> loops.failures() >= 6, "6 failures");
+    Await.until("a loop pauses after its failure", () -> loops.paused() > 0);
+    Await.until("6 failures", () -> loops.failures() >= 6);
     loops.stop(Duration.ofSeconds(10));
 
     Map<String, Long> byCause = loops.failuresByCause();
@@ -88,12 +95,39 @@ class LoadLoopsTest {
   }
 
   @Test
+  void aFailedAcquireIsToldFromFailedWorkAndWorkPastItsTimeoutFails() {
+    ConnectionPool closed = pool(1);
+    closed.close().block(Duration.ofSeconds(10));
+    loops = LoadLoops.builder(closed).loops(1).start();
+    Await.until("a failed acquire", () -> loops.failures() >= 1);
+    loops.stop(Duration.ofSeconds(10));
+    assertThat(loops.failureLog()).isNotEmpty().allSatisfy(f -> {
+      assertThat(f.acquireFailed()).as("no connection was delivered").isTrue();
+      assertThat(f.acquireNanos()).as("the acquire lasted the whole operation")
+          .isEqualTo(f.endNanos() - f.startNanos());
+    });
+
+    loops = LoadLoops.builder(pool(1)).loops(1).work(c -> Mono.never())
+        .workTimeout(Duration.ofMillis(20)).start();
+    Await.until("2 timed out operations", () -> loops.failures() >= 2);
+    loops.stop(Duration.ofSeconds(10));
+    assertThat(loops.failureLog()).allSatisfy(f -> {
+      assertThat(f.error()).isInstanceOf(TimeoutException.class);
+      assertThat(f.acquireFailed()).as("the connection was delivered").isFalse();
+      assertThat(f.acquireNanos()).isBetween(0L, f.endNanos() - f.startNanos());
+    });
+    assertThat(pool.stats().acquired()).as("closed after its work timed out").isZero();
+  }
+
+  @Test
   void badSettingsAreRefusedWithTheirName() {
     LoadLoops.Builder b = LoadLoops.builder(pool(1));
     assertThatThrownBy(() -> b.loops(0)).hasMessage("loops (0) must be >= 1");
     assertThatThrownBy(() -> b.pauseAfterFailure(Duration.ofMillis(-1)))
         .hasMessage("pauseAfterFailure (PT-0.001S) must not be negative");
     assertThatThrownBy(() -> b.maxLoggedFailures(-1)).hasMessage("maxLoggedFailures (-1) must be >= 0");
+    assertThatThrownBy(() -> b.workTimeout(Duration.ZERO))
+        .hasMessage("workTimeout (PT0S) must be positive");
   }
 
   @Test
@@ -115,13 +149,5 @@ class LoadLoopsTest {
     assertThat(h.percentile(0.99)).isBetween(99_000L, 102_200L);
     assertThat(h.percentile(1.0)).isBetween(100_000L, 103_200L);
     assertThat(new LoadLoops.Histogram().percentile(0.5)).isEqualTo(-1);
-  }
-
-  private static void await(BooleanSupplier condition, String what) {
-    Mono.fromCallable(condition::getAsBoolean)
-        .filter(ok -> ok)
-        .repeatWhenEmpty(r -> r.delayElements(Duration.ofMillis(5)))
-        .timeout(Duration.ofSeconds(20), Mono.error(new AssertionError("timed out: " + what)))
-        .block(Duration.ofSeconds(25));
   }
 }

@@ -1,7 +1,9 @@
 package io.lagoon.testing;
 
 import io.lagoon.testing.ServerProbe.Server;
+import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.ConnectionFactories;
+import io.r2dbc.spi.ConnectionFactory;
 
 /**
  * Finds a MariaDB (or MySQL) server for integration tests, once per JVM, trying in order:
@@ -42,6 +44,28 @@ public final class MariadbSupport {
   /** The same server through Lagoon: {@code r2dbc:lagoon:mariadb://...}. */
   public static String lagoonUrl() {
     return toLagoonUrl(r2dbcUrl());
+  }
+
+  /**
+   * {@link #lagoonUrl()} with {@code query} ({@code maxSize=1&initialSize=1}) added to the options
+   * its URL may already carry.
+   */
+  public static String lagoonUrl(String query) {
+    return ServerProbe.lagoonUrl(r2dbcUrl(), query);
+  }
+
+  /** A driver factory of the located server (not pooled: each create() is a new session). */
+  public static ConnectionFactory connectionFactory() {
+    return ConnectionFactories.get(r2dbcUrl());
+  }
+
+  /** {@code SELECT CONNECTION_ID()} on {@code c}: which server connection it is (blocking). */
+  public static long connectionId(Connection c) {
+    Long id = Sql.one(c, "SELECT CONNECTION_ID()", Long.class);
+    if (id == null) {
+      throw new IllegalStateException("no answer to SELECT CONNECTION_ID()");
+    }
+    return id;
   }
 
   /** Where the server came from, with its version; no password. */

@@ -42,7 +42,7 @@ public final class PgBouncer implements AutoCloseable {
   /** PgBouncer's pool modes that the tests use. */
   public enum Mode { SESSION, TRANSACTION }
 
-  private static final Duration START_BOUND = Duration.ofSeconds(15);
+  private static final Duration START_BOUND = Duration.ofSeconds(30);
   private static final Duration STOP_BOUND = Duration.ofSeconds(10);
 
   private final Mode mode;

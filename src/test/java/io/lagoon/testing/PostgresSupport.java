@@ -5,6 +5,8 @@ import io.r2dbc.postgresql.PostgresqlConnectionConfiguration;
 import io.r2dbc.postgresql.PostgresqlConnectionFactory;
 import io.r2dbc.spi.ConnectionFactories;
 import io.r2dbc.spi.ConnectionFactory;
+import io.r2dbc.spi.ConnectionFactoryOptions;
+import io.r2dbc.spi.Option;
 import java.time.Duration;
 import org.testcontainers.DockerClientFactory;
 import org.testcontainers.postgresql.PostgreSQLContainer;
@@ -57,6 +59,52 @@ public final class PostgresSupport {
     /** R2DBC URL of the located server, including its password if any (test credentials only). */
     public static String r2dbcUrl() {
         return PROBE.located().url();
+    }
+
+    /**
+     * The located server through Lagoon, {@code r2dbc:lagoon:postgresql://...}, with {@code query}
+     * ({@code maxSize=3&initialSize=1}) added to the options its URL may already carry.
+     */
+    public static String lagoonUrl(String query) {
+        return ServerProbe.lagoonUrl(r2dbcUrl(), query);
+    }
+
+    /**
+     * Driver options of the located server whose sessions carry {@code applicationName}: the
+     * marker that tells a test's backends from everyone else's on the shared server.
+     */
+    public static ConnectionFactoryOptions options(String applicationName) {
+        return ConnectionFactoryOptions.parse(r2dbcUrl()).mutate()
+                .option(Option.valueOf("applicationName"), applicationName)
+                .build();
+    }
+
+    /**
+     * A driver factory of the located server whose sessions carry {@code applicationName} (not
+     * pooled: each create() is a new session).
+     */
+    public static ConnectionFactory connectionFactory(String applicationName) {
+        return ConnectionFactories.get(options(applicationName));
+    }
+
+    /** The host of the located server. */
+    public static String host() {
+        return String.valueOf(server().getRequiredValue(ConnectionFactoryOptions.HOST));
+    }
+
+    /** The port of the located server (5432 when its URL names none). */
+    public static int port() {
+        Object port = server().getValue(ConnectionFactoryOptions.PORT);
+        return port == null ? 5432 : Integer.parseInt(String.valueOf(port));
+    }
+
+    /** The database of the located server. */
+    public static String database() {
+        return String.valueOf(server().getRequiredValue(ConnectionFactoryOptions.DATABASE));
+    }
+
+    private static ConnectionFactoryOptions server() {
+        return ConnectionFactoryOptions.parse(r2dbcUrl());
     }
 
     private static Server locate() {

@@ -188,6 +188,15 @@ final class ServerProbe {
     }
   }
 
+  /**
+   * {@code url} through Lagoon ({@code r2dbc[s]:<driver>...} becomes {@code
+   * r2dbc[s]:lagoon:<driver>...}), with {@code query} added to the options it may already carry.
+   */
+  static String lagoonUrl(String url, String query) {
+    String lagoon = MariadbSupport.toLagoonUrl(url);
+    return lagoon + (lagoon.contains("?") ? "&" : "?") + query;
+  }
+
   /** Hides the password of an R2DBC URL (the part between ':' and '@' of the authority). */
   static String mask(String url) {
     int scheme = url.indexOf("://");

@@ -1,4 +1,4 @@
-package io.lagoon.reliability;
+package io.lagoon.testing;
 
 import io.r2dbc.spi.Batch;
 import io.r2dbc.spi.Connection;
@@ -34,7 +34,7 @@ import reactor.core.publisher.Mono;
  * backend's termination was confirmed is a lend of a dead connection: it is counted per pid, and
  * so is any such statement that nevertheless succeeded (it cannot: the backend is gone).
  */
-final class PidTrackingFactory implements ConnectionFactory {
+public final class PidTrackingFactory implements ConnectionFactory {
 
   private final ConnectionFactory real;
   private final Set<Integer> opened = ConcurrentHashMap.newKeySet();
@@ -42,16 +42,14 @@ final class PidTrackingFactory implements ConnectionFactory {
   private final Map<Integer, AtomicInteger> lendsAfterKill = new ConcurrentHashMap<>();
   private final LongAdder successesAfterKill = new LongAdder();
 
-  PidTrackingFactory(ConnectionFactory real) {
+  public PidTrackingFactory(ConnectionFactory real) {
     this.real = real;
   }
 
   @Override
   public Publisher<? extends Connection> create() {
     return Mono.from(real.create()).flatMap(c ->
-        Flux.from(c.createStatement("SELECT pg_backend_pid()").execute())
-            .flatMap(r -> r.map((row, meta) -> row.get(0, Integer.class)))
-            .single()
+        Backends.pidOf(c)
             .map(pid -> {
               opened.add(pid);
               return (Connection) new Tracked(c, pid);
@@ -66,24 +64,24 @@ final class PidTrackingFactory implements ConnectionFactory {
   }
 
   /** Marks pids whose termination the server confirmed. */
-  void killed(Iterable<Integer> pids) {
+  public void killed(Iterable<Integer> pids) {
     pids.forEach(killed::add);
   }
 
   /** Backends opened so far. */
-  Set<Integer> opened() {
+  public Set<Integer> opened() {
     return Set.copyOf(opened);
   }
 
   /** Per killed pid, statements started on its connection after its termination was confirmed. */
-  Map<Integer, Integer> lendsAfterKill() {
+  public Map<Integer, Integer> lendsAfterKill() {
     Map<Integer, Integer> m = new java.util.TreeMap<>();
     lendsAfterKill.forEach((pid, n) -> m.put(pid, n.get()));
     return m;
   }
 
   /** Statements that started after their backend was killed and yet succeeded. */
-  long successesAfterKill() {
+  public long successesAfterKill() {
     return successesAfterKill.sum();
   }
 
