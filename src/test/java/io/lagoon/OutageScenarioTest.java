@@ -98,7 +98,7 @@ class OutageScenarioTest {
               + " median/p99/max=%d/%d/%d ms, connect attempts during the outage=%d, ops/s"
               + " before=%.0f after=%.0f, first success %d ms and 80%% throughput %s after the"
               + " return, last failure %d ms after it, max backends=%d, first-second wave=%d"
-              + " acquires up to %d ms",
+              + " acquires up to %d ms, successes per 100 ms after the return %s",
           OUTAGE.toSeconds(), load.ops(), failures.size(), inFlight, acquireFailures.size(),
           acquireFailures.stream().filter(f -> f.error() instanceof PoolUnavailableException)
               .count(),
@@ -106,7 +106,8 @@ class OutageScenarioTest {
           ScenarioSupport.percentile(acquireMs, 1), attemptsDuring, before, afterRate,
           LoadLoops.ms(firstOk - end), full < 0 ? "not" : LoadLoops.ms(full - end) + " ms",
           LoadLoops.ms(lastFailure - end), backends.max(), wave.size(),
-          wave.stream().mapToLong(f -> LoadLoops.ms(f.acquireNanos())).max().orElse(0));
+          wave.stream().mapToLong(f -> LoadLoops.ms(f.acquireNanos())).max().orElse(0),
+          load.per100msAfter(end, 15));
 
       backends.assertHealthy(); // its maximum covers the whole run
       // The transition wave included: waiters queued while the reset connections were still

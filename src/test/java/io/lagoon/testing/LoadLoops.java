@@ -493,6 +493,20 @@ public final class LoadLoops {
     return -1;
   }
 
+  /** Successes in each of {@code count} 100 ms windows from {@code fromNanos} on. */
+  public List<Long> per100msAfter(long fromNanos, int count) {
+    List<Long> out = new ArrayList<>();
+    int b = fine(fromNanos);
+    for (int w = 0; w < count && b + 10 <= FINE_BUCKETS; w++, b += 10) {
+      long n = 0;
+      for (int i = b; i < b + 10; i++) {
+        n += okByTenMillis.get(i);
+      }
+      out.add(n);
+    }
+    return out;
+  }
+
   /** Nanoseconds in whole milliseconds. */
   public static long ms(long nanos) {
     return TimeUnit.NANOSECONDS.toMillis(nanos);
