@@ -168,7 +168,7 @@ public final class PoolCore {
       if (e != null) {
         long s = e.takenStamp; // what this thread installed: closeLent may have moved on since
         if (PooledEntry.state(s) == PooledEntry.LENT) {
-          if (!a.deliverNow(e, s)) {
+          if (!a.deliverNow(e, s, now)) {
             reclaim(e, s); // cancelled meanwhile
           }
           return;
@@ -380,7 +380,7 @@ public final class PoolCore {
     if (closing) {
       lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
     }
-    return handle(e, s);
+    return handle(e, s, PoolEvents.NO_TIME);
   }
 
   /**
@@ -395,10 +395,13 @@ public final class PoolCore {
     }
   }
 
-  /** The handle of a lend that already happened. */
-  PooledConnection handle(PooledEntry e, long stamp) {
+  /**
+   * The handle of a lend that already happened; {@code now} is a clock reading the caller took
+   * just before (the fast path's), or {@link PoolEvents#NO_TIME}.
+   */
+  PooledConnection handle(PooledEntry e, long stamp, long now) {
     acquires.increment();
-    events.lent(e);
+    events.lent(e, now);
     PooledConnection h = new PooledConnection(this, e, stamp);
     e.lendWatch = new LendWatch(h, abandoned, e, stamp);
     return h;
