@@ -930,6 +930,14 @@ public final class PoolCore {
     return events;
   }
 
+  /**
+   * How many connections the pool has lent: one per {@link io.lagoon.PoolListener#onAcquire}
+   * with outcome {@code SUCCESS}, counted whether anyone listens or not.
+   */
+  public long acquireCount() {
+    return acquires.sum();
+  }
+
   /** The most subscribers that may wait at once ({@code Integer.MAX_VALUE}: unbounded). */
   public int maxPendingAcquires() {
     return config.maxPendingAcquires();
