@@ -83,8 +83,14 @@ final class StripedTimer {
     // The thread's id, a field read, spread over the cells (an identity hash would cost more: a
     // Thread's header often holds a lock, and then its hash is not in it).
     int i = (int) (Thread.currentThread().getId() * 0x9E3779B97F4A7C15L >>> 40);
-    if (!recordInCell((i & mask) * STRIDE, nanos)
-        && !recordInCell(((i + 1) & mask) * STRIDE, nanos)) {
+    if (!recordInCell((i & mask) * STRIDE, nanos)) {
+      recordContended(i, nanos);
+    }
+  }
+
+  /** The thread's cell was busy: the next cell, else the overflow (kept off the hot path). */
+  private void recordContended(int i, long nanos) {
+    if (!recordInCell(((i + 1) & mask) * STRIDE, nanos)) {
       recordInOverflow(nanos);
     }
   }
