@@ -37,6 +37,7 @@ import org.springframework.boot.test.context.FilteredClassLoader;
 import org.springframework.boot.test.context.runner.ApplicationContextRunner;
 import org.springframework.r2dbc.core.DatabaseClient;
 import reactor.core.publisher.Mono;
+import reactor.test.StepVerifier;
 
 /**
  * The Spring Boot auto-configuration, with r2dbc-pool on the class path as the data starter puts
@@ -264,6 +265,11 @@ class LagoonAutoConfigurationTest {
           assertThat(registry.get("r2dbc.pool.creation").tag("outcome", "success").timer()
               .count()).as("bound before the initial fill").isEqualTo(2);
           assertThat(registry.find("r2dbc.pool.acquired").gauges()).hasSize(1);
+          StepVerifier.create(pool.withConnection(c -> Mono.just("lent"))).expectNext("lent")
+              .verifyComplete();
+          assertThat(registry.get("r2dbc.pool.acquire").tag("outcome", "success").functionTimer()
+              .count()).as("lean acquire timer, through the auto-configured listener").isEqualTo(1);
+          assertThat(registry.get("r2dbc.pool.usage").functionTimer().count()).isEqualTo(1);
           ReactiveHealthContributor health = context.getBean("r2dbcHealthContributor",
               ReactiveHealthContributor.class);
           assertThat(health).isInstanceOf(LagoonHealthIndicator.class);

@@ -101,13 +101,16 @@ final class Acquire implements Subscription, Runnable {
     return state;
   }
 
-  /** Fast path: the caller took {@code entry} as lent; delivers it unless this was cancelled. */
-  boolean deliverNow(PooledEntry entry, long stamp) {
+  /**
+   * Fast path: the caller took {@code entry} as lent at {@code now}; delivers it unless this was
+   * cancelled.
+   */
+  boolean deliverNow(PooledEntry entry, long stamp, long now) {
     if (!STATE.compareAndSet(this, NEW, DONE)) {
       return false;
     }
     core.events().acquiredAtOnce();
-    actual.onNext(core.handle(entry, stamp, site));
+    actual.onNext(core.handle(entry, stamp, site, now));
     actual.onComplete();
     return true;
   }

@@ -179,7 +179,7 @@ public final class PoolCore {
       if (e != null) {
         long s = e.takenStamp; // what this thread installed: closeLent may have moved on since
         if (PooledEntry.state(s) == PooledEntry.LENT) {
-          if (!a.deliverNow(e, s)) {
+          if (!a.deliverNow(e, s, now)) {
             reclaim(e, s); // cancelled meanwhile
           }
           return;
@@ -391,7 +391,7 @@ public final class PoolCore {
     if (closing) {
       lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
     }
-    return handle(e, s, site);
+    return handle(e, s, site, PoolEvents.NO_TIME);
   }
 
   /**
@@ -406,10 +406,14 @@ public final class PoolCore {
     }
   }
 
-  /** The handle of a lend that already happened, asked for at {@code site} (leak detection). */
-  PooledConnection handle(PooledEntry e, long stamp, @Nullable Throwable site) {
+  /**
+   * The handle of a lend that already happened, asked for at {@code site} (leak detection); {@code
+   * now} is a clock reading the caller took just before (the fast path's), or {@link
+   * PoolEvents#NO_TIME}.
+   */
+  PooledConnection handle(PooledEntry e, long stamp, @Nullable Throwable site, long now) {
     acquires.increment();
-    events.lent(e);
+    events.lent(e, now);
     leaks.lent(e, stamp, site);
     PooledConnection h = new PooledConnection(this, e, stamp);
     e.lendWatch = new LendWatch(h, abandoned, e, stamp);
@@ -936,6 +940,14 @@ public final class PoolCore {
   /** The pool's listeners and the events they receive. */
   public PoolEvents events() {
     return events;
+  }
+
+  /**
+   * How many connections the pool has lent: one per {@link io.lagoon.PoolListener#onAcquire}
+   * with outcome {@code SUCCESS}, counted whether anyone listens or not.
+   */
+  public long acquireCount() {
+    return acquires.sum();
   }
 
   /** The most subscribers that may wait at once ({@code Integer.MAX_VALUE}: unbounded). */

@@ -163,13 +163,17 @@ public final class PoolEvents {
 
   // ---------------------------------------------------------------- lend and return
 
-  /** A lend: stamps the entry with the lend time when someone listens. */
-  void lent(PooledEntry e) {
+  /**
+   * A lend: stamps the entry with the lend time when someone listens. {@code now} is the clock
+   * reading the fast path took as it took the entry (a few instructions earlier), else {@link
+   * #NO_TIME}: then the clock is read here, and only if someone listens.
+   */
+  void lent(PooledEntry e, long now) {
     if (listeners.length == 0) {
       e.lentAtNanos = NO_TIME;
       return;
     }
-    e.lentAtNanos = core.now();
+    e.lentAtNanos = now != NO_TIME ? now : core.now();
     for (Registered r : listeners) {
       try {
         r.listener.onLend();

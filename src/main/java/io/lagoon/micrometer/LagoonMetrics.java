@@ -24,12 +24,24 @@ import reactor.core.Disposable;
  * <p>By default the meters have Spring Boot's names for R2DBC pools ({@code r2dbc.pool.acquired},
  * ... tagged {@code name=<poolName>}), so dashboards made for r2dbc-pool keep working; {@link
  * Naming#OPEN_TELEMETRY} switches to OpenTelemetry's database-client connection names ({@code
- * db.client.connection.count}, ... tagged {@code pool.name=<poolName>}). Timers publish percentile
- * histograms where the registry supports them. The meters are removed from the registry when the
- * pool has closed every connection, or when the handle returned by {@link #monitor} is disposed.
+ * db.client.connection.count}, ... tagged {@code pool.name=<poolName>}). The meters are removed
+ * from the registry when the pool has closed every connection, or when the handle returned by
+ * {@link #monitor} is disposed.
  *
- * <p>Recording is lock-free and allocates nothing per acquire: each timer and counter is looked up
- * once, when the meters are bound. Pool names must be unique per registry.
+ * <p>The acquire-wait and usage timers are on the hot path: one of each per acquire + release. By
+ * default they are lean: a {@link io.micrometer.core.instrument.FunctionTimer} (count and total)
+ * plus a time gauge {@code <name>.max} (the longest of the last 2 minutes), fed by a lock-free
+ * accumulator that costs one compare-and-set per release and nothing for an idle connection lent
+ * at once. When the registry's configuration asks these timers for a distribution (percentile
+ * histogram, percentiles or SLO buckets, through a {@link
+ * io.micrometer.core.instrument.config.MeterFilter} or Spring Boot's {@code
+ * management.metrics.distribution.*} properties) and the registry publishes one (Prometheus's
+ * does), they are the registry's own {@link io.micrometer.core.instrument.Timer}s with their
+ * histograms instead, and {@code max} is part of them; recording then costs what two Micrometer
+ * timers with histograms cost. The connect timer is always the registry's own timer.
+ *
+ * <p>Recording is lock-free and allocates nothing per acquire: every meter is registered once,
+ * when the meters are bound. Pool names must be unique per registry.
  *
  * <p>Thread-safe.
  */

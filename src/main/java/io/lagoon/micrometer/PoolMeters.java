@@ -6,23 +6,37 @@ import io.lagoon.internal.PoolAccess;
 import io.lagoon.internal.PoolCore;
 import io.lagoon.micrometer.LagoonMetrics.Naming;
 import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.FunctionTimer;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.Meter;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Tags;
 import io.micrometer.core.instrument.TimeGauge;
 import io.micrometer.core.instrument.Timer;
+import io.micrometer.core.instrument.distribution.HistogramSnapshot;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.TimeUnit;
 import java.util.function.ToDoubleFunction;
+import java.util.function.ToLongFunction;
 import org.jspecify.annotations.Nullable;
 
 /**
  * The meters of one pool, bound when the listener is attached and removed when it is detached.
- * Every timer and counter is registered up front, one per tag value, so recording an event is an
- * array read and the meter's own lock-free update.
+ * Every meter is registered up front, one per tag value, so recording an event is an array read
+ * and a lock-free update.
+ *
+ * <p>The two timers on the hot path, acquire wait and usage, come in two forms. By default they
+ * are lean: each acquire and return updates a {@link StripedTimer} (one compare-and-set, no clock
+ * read), published as a {@link FunctionTimer} (count and total) plus a {@link TimeGauge} {@code
+ * <name>.max}; a successful acquire's count is the pool's own count of lends, so an idle
+ * connection lent at once, whose wait is 0, costs nothing here at all. When the registry's
+ * configuration asks these timers for a distribution (a percentile histogram, percentiles or SLO
+ * buckets, as Spring Boot's {@code management.metrics.distribution.*} properties do through a
+ * {@code MeterFilter}), they are the registry's own {@link Timer}s instead, which record every
+ * event into their histogram: that costs more per acquire, and the registry's owner asked for it.
+ * The connect timer, off the hot path, is always the registry's {@link Timer}.
  */
 final class PoolMeters implements PoolListener {
 
@@ -56,8 +70,10 @@ final class PoolMeters implements PoolListener {
   private final List<Meter> meters = new ArrayList<>();
   private volatile @Nullable ConnectionPool pool;
   private final Timer[] acquire = new Timer[AcquireOutcome.values().length];
+  private final StripedTimer[] leanAcquire = new StripedTimer[AcquireOutcome.values().length];
   private final Counter[] evictions = new Counter[EvictionReason.values().length];
   private @Nullable Timer usage;
+  private @Nullable StripedTimer leanUsage;
   private @Nullable Timer created;
   private @Nullable Timer createFailed;
   private @Nullable Counter connectFailures;
@@ -104,12 +120,32 @@ final class PoolMeters implements PoolListener {
         .description("How long the oldest waiting subscriber has waited")
         .tags(tags).strongReference(true).register(registry));
 
-    for (AcquireOutcome outcome : AcquireOutcome.values()) {
-      acquire[outcome.ordinal()] = timer(n.acquire(),
-          "Time a subscriber waited for a connection, by outcome",
-          tags.and("outcome", outcome.name().toLowerCase(Locale.ROOT)));
+    String acquireHelp = "Time a subscriber waited for a connection, by outcome";
+    AcquireOutcome[] outcomes = AcquireOutcome.values();
+    Tags[] outcomeTags = new Tags[outcomes.length];
+    for (AcquireOutcome outcome : outcomes) {
+      outcomeTags[outcome.ordinal()] =
+          tags.and("outcome", outcome.name().toLowerCase(Locale.ROOT));
     }
-    usage = timer(n.usage(), "Time a connection was lent", tags);
+    Timer[] distributed = distributionTimers(n.acquire(), acquireHelp, outcomeTags);
+    if (distributed != null) {
+      System.arraycopy(distributed, 0, acquire, 0, distributed.length);
+    } else {
+      long lentBefore = core.acquireCount();
+      for (AcquireOutcome outcome : outcomes) {
+        // SUCCESS: every lend is one, and the pool counts its lends anyway.
+        leanAcquire[outcome.ordinal()] = lean(n.acquire(), acquireHelp,
+            outcomeTags[outcome.ordinal()], outcome != AcquireOutcome.SUCCESS
+                ? StripedTimer::count : t -> core.acquireCount() - lentBefore);
+      }
+    }
+    String usageHelp = "Time a connection was lent";
+    distributed = distributionTimers(n.usage(), usageHelp, tags);
+    if (distributed != null) {
+      usage = distributed[0];
+    } else {
+      leanUsage = lean(n.usage(), usageHelp, tags, StripedTimer::count);
+    }
     created = timer(n.creation(), "Time to open a connection, by outcome",
         tags.and("outcome", "success"));
     createFailed = timer(n.creation(), "Time to open a connection, by outcome",
@@ -137,10 +173,49 @@ final class PoolMeters implements PoolListener {
         .strongReference(true).register(registry));
   }
 
+  /** A timer as the registry's configuration makes it (with a histogram if that asks for one). */
   private Timer timer(String name, String description, Tags tags) {
-    Timer t = Timer.builder(name).description(description).tags(tags)
-        .publishPercentileHistogram().register(registry);
+    Timer t = Timer.builder(name).description(description).tags(tags).register(registry);
     meters.add(t);
+    return t;
+  }
+
+  /**
+   * Registers the registry's timers {@code name}, one per tag set, and keeps them if its
+   * configuration gives any of them a distribution to publish (histogram buckets or
+   * percentiles). Otherwise removes them again and returns null: the lean form takes the name.
+   */
+  private Timer @Nullable [] distributionTimers(String name, String description, Tags... tagSets) {
+    Timer[] timers = new Timer[tagSets.length];
+    boolean distribution = false;
+    for (int i = 0; i < tagSets.length; i++) {
+      timers[i] = timer(name, description, tagSets[i]);
+      HistogramSnapshot s = timers[i].takeSnapshot();
+      distribution |= s.histogramCounts().length > 0 || s.percentileValues().length > 0;
+    }
+    if (distribution) {
+      return timers;
+    }
+    for (Timer t : timers) {
+      registry.remove(t);
+      meters.remove(t);
+    }
+    return null;
+  }
+
+  /**
+   * The lean form of a timer: a {@link StripedTimer} published as a {@link FunctionTimer} named
+   * {@code name} (count, total) and a {@link TimeGauge} {@code name.max}.
+   */
+  private StripedTimer lean(String name, String description, Tags tags,
+      ToLongFunction<StripedTimer> count) {
+    StripedTimer t = new StripedTimer(registry.config().clock()::monotonicTime);
+    // The FunctionTimer holds t weakly; this listener holds it while it is attached.
+    meters.add(FunctionTimer.builder(name, t, count, StripedTimer::totalNanos,
+        TimeUnit.NANOSECONDS).description(description).tags(tags).register(registry));
+    meters.add(TimeGauge.builder(name + ".max", t, TimeUnit.NANOSECONDS, StripedTimer::maxNanos)
+        .description(description + ": the longest in the last 2 minutes").tags(tags)
+        .strongReference(true).register(registry));
     return t;
   }
 
@@ -152,9 +227,18 @@ final class PoolMeters implements PoolListener {
 
   @Override
   public void onAcquire(AcquireOutcome outcome, long waitNanos) {
-    Timer t = acquire[outcome.ordinal()];
-    if (t != null) {
-      t.record(waitNanos, TimeUnit.NANOSECONDS);
+    StripedTimer lean = leanAcquire[outcome.ordinal()];
+    if (lean != null) {
+      // The pool counts successful acquires itself: one lent at once (a wait of 0) adds nothing
+      // to the total or the maximum, so there is nothing left to record for it.
+      if (waitNanos != 0 || outcome != AcquireOutcome.SUCCESS) {
+        lean.record(waitNanos);
+      }
+    } else {
+      Timer t = acquire[outcome.ordinal()];
+      if (t != null) {
+        t.record(waitNanos, TimeUnit.NANOSECONDS);
+      }
     }
     Counter c = timeouts;
     if (c != null && outcome == AcquireOutcome.TIMEOUT) {
@@ -164,9 +248,14 @@ final class PoolMeters implements PoolListener {
 
   @Override
   public void onReturn(long usageNanos) {
-    Timer t = usage;
-    if (t != null) {
-      t.record(usageNanos, TimeUnit.NANOSECONDS);
+    StripedTimer lean = leanUsage;
+    if (lean != null) {
+      lean.record(usageNanos);
+    } else {
+      Timer t = usage;
+      if (t != null) {
+        t.record(usageNanos, TimeUnit.NANOSECONDS);
+      }
     }
   }
 

@@ -48,9 +48,13 @@ import reactor.core.publisher.Mono;
  * completed by another thread ({@code completed by another thread: acquire N, release M of T}):
  * those are the hand-offs whose wake-ups dominate the waiting figures.
  *
- * <p>Lagoon runs without meters ({@code meters=none}) and with {@code LagoonMetrics} bound to a
- * Prometheus registry ({@code meters=prometheus}): gauges, and per acquire + release one acquire
- * timer and one usage timer update, both with percentile histograms.
+ * <p>Lagoon runs without meters ({@code meters=none}); with {@code LagoonMetrics} bound to a
+ * Prometheus registry ({@code meters=prometheus}: gauges, and the lean acquire-wait and usage
+ * timers, one compare-and-set per release and nothing per acquire served at once); and with that
+ * registry asking the {@code r2dbc.pool.*} timers for percentile histograms ({@code
+ * meters=prometheus-histograms}: the registry's own timers, so each acquire + release updates two
+ * Micrometer timers with histograms). {@code -p meters=listener} attaches an empty {@code
+ * PoolListener} instead: what delivering the events costs.
  *
  * <p>r2dbc-pool runs with {@code maxAcquireTime} "none" (its default: no acquire timeout) and
  * "PT30S" (Lagoon's default bound, which r2dbc-pool enforces with a {@code timeout()} operator on
@@ -61,6 +65,15 @@ import reactor.core.publisher.Mono;
  * <pre>
  * mvn -B -q install -DskipTests     (from the repository root)
  * mvn -B -q -f jmh/pom.xml package &amp;&amp; java -jar jmh/target/benchmarks.jar AcquireReleaseBenchmark -wi 3 -i 5 -w 1s -r 1s -f 1 -prof gc
+ * </pre>
+ *
+ * <p>On a machine that other work shares, add {@code -prof
+ * io.lagoon.benchmarks.support.CpuTimeProfiler}: its {@code cpu.time.norm} is the CPU time the
+ * benchmark threads spent per operation, which waiting for a core does not inflate. The meters'
+ * cost, for example:
+ *
+ * <pre>
+ * java -jar jmh/target/benchmarks.jar AcquireReleaseBenchmark.uncontendedLagoon -p meters=none,listener,prometheus,prometheus-histograms -wi 4 -i 8 -w 1s -r 500ms -f 1 -prof gc -prof io.lagoon.benchmarks.support.CpuTimeProfiler
  * </pre>
  *
  * Mode AverageTime, ns/op; with several threads, the average time one thread takes per
@@ -136,8 +149,8 @@ public class AcquireReleaseBenchmark {
 
   @State(Scope.Benchmark)
   public static class Lagoon10 {
-    /** "none", or "prometheus": LagoonMetrics bound to a Prometheus registry. */
-    @Param({"none", "prometheus"})
+    /** See {@link Pools#lagoon(io.r2dbc.spi.ConnectionFactory, int, String)}. */
+    @Param({"none", "prometheus", "prometheus-histograms"})
     public String meters;
 
     io.lagoon.ConnectionPool pool;
@@ -157,8 +170,8 @@ public class AcquireReleaseBenchmark {
 
   @State(Scope.Benchmark)
   public static class Lagoon2 {
-    /** "none", or "prometheus": LagoonMetrics bound to a Prometheus registry. */
-    @Param({"none", "prometheus"})
+    /** See {@link Pools#lagoon(io.r2dbc.spi.ConnectionFactory, int, String)}. */
+    @Param({"none", "prometheus", "prometheus-histograms"})
     public String meters;
 
     io.lagoon.ConnectionPool pool;

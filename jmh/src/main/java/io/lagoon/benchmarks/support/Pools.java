@@ -1,5 +1,10 @@
 package io.lagoon.benchmarks.support;
 
+import io.micrometer.core.instrument.Meter;
+import io.micrometer.core.instrument.config.MeterFilter;
+import io.micrometer.core.instrument.distribution.DistributionStatisticConfig;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.r2dbc.pool.ConnectionPoolConfiguration;
 import io.r2dbc.spi.ConnectionFactory;
 import java.time.Duration;
@@ -20,8 +25,12 @@ public final class Pools {
   }
 
   /**
-   * Like {@link #lagoon(ConnectionFactory, int)}; with {@code meters} "prometheus", the pool's
-   * Micrometer meters are bound to a Prometheus registry before the initial fill.
+   * Like {@link #lagoon(ConnectionFactory, int)}, with {@code meters}: "none"; "listener", an
+   * empty {@code PoolListener} (what delivering the events costs); "prometheus", {@code
+   * LagoonMetrics} bound to a Prometheus registry before the initial fill; "prometheus-histograms",
+   * the same with a {@code MeterFilter} that asks the {@code r2dbc.pool.*} timers for percentile
+   * histograms (as Spring Boot's {@code management.metrics.distribution.percentiles-histogram}
+   * property does).
    */
   public static io.lagoon.ConnectionPool lagoon(ConnectionFactory driver, int maxSize,
       String meters) {
@@ -31,11 +40,23 @@ public final class Pools {
         .poolName("bench-lagoon");
     switch (meters) {
       case "none" -> { }
+      case "listener" -> builder.listener(new io.lagoon.PoolListener() { });
       case "prometheus" -> builder.listener(io.lagoon.micrometer.LagoonMetrics.listener(
-          new io.micrometer.prometheusmetrics.PrometheusMeterRegistry(
-              io.micrometer.prometheusmetrics.PrometheusConfig.DEFAULT)));
-      default -> throw new IllegalArgumentException(
-          "meters (" + meters + ") must be none or prometheus");
+          new PrometheusMeterRegistry(PrometheusConfig.DEFAULT)));
+      case "prometheus-histograms" -> {
+        PrometheusMeterRegistry registry = new PrometheusMeterRegistry(PrometheusConfig.DEFAULT);
+        registry.config().meterFilter(new MeterFilter() {
+          @Override
+          public DistributionStatisticConfig configure(Meter.Id id, DistributionStatisticConfig c) {
+            return id.getName().startsWith("r2dbc.pool.")
+                ? DistributionStatisticConfig.builder().percentilesHistogram(true).build().merge(c)
+                : c;
+          }
+        });
+        builder.listener(io.lagoon.micrometer.LagoonMetrics.listener(registry));
+      }
+      default -> throw new IllegalArgumentException("meters (" + meters
+          + ") must be none, listener, prometheus or prometheus-histograms");
     }
     io.lagoon.ConnectionPool pool = builder.build();
     pool.warmup().block(WARMUP_TIMEOUT);
