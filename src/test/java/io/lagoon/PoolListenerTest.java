@@ -6,6 +6,7 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import io.lagoon.PoolListener.AcquireOutcome;
 import io.lagoon.PoolListener.EvictionReason;
 import io.lagoon.testing.FakeConnection;
+import io.r2dbc.spi.Connection;
 import io.r2dbc.spi.R2dbcNonTransientResourceException;
 import io.r2dbc.spi.R2dbcTransientResourceException;
 import java.time.Duration;
@@ -119,6 +120,19 @@ class PoolListenerTest extends PoolFixture {
     b.release();
     b.release(); // a second close is a no-op: no second return
     assertThat(recorder.starting("return")).containsExactly("return PT1.5S");
+  }
+
+  @Test
+  void twoClosesRacingOnOneHandleReportOneReturn() {
+    ConnectionPool pool = pool(b -> b.maxSize(1).initialSize(1).listener(recorder));
+    int rounds = 2_000;
+    for (int i = 0; i < rounds; i++) {
+      Connection c = Borrower.borrow(pool.create()).connection();
+      reactor.test.util.RaceTestUtils.race(() -> Mono.from(c.close()).subscribe(),
+          () -> Mono.from(c.close()).subscribe());
+    }
+    assertThat(recorder.starting("return")).hasSize(rounds);
+    assertThat(pool.stats().idle()).isEqualTo(1);
   }
 
   @Test

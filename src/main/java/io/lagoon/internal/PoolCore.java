@@ -529,7 +529,7 @@ public final class PoolCore {
     }
     e.lendWatch = null; // closed: this handle's collection must not reclaim the next lend
     long now = now();
-    events.returned(e, now);
+    long lentAt = e.lentAtNanos; // read before the CAS: afterwards a next lend may rewrite it
     leaks.returned(e, lentStamp, now);
     boolean reset;
     try {
@@ -544,9 +544,12 @@ public final class PoolCore {
       e.lastAliveNanos = now;
       e.idleSinceNanos = now;
       long idle = PooledEntry.withState(lentStamp, PooledEntry.IDLE);
-      if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing || e.epoch != epoch())
-          && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
-        offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
+      if (e.cas(lentStamp, idle)) {
+        events.returned(lentAt, now); // only the close that won: two racing closes count once
+        if ((!waiters.isEmpty() || closing || e.epoch != epoch())
+            && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
+          offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
+        }
       }
       Operators.complete(actual);
       return;
@@ -555,6 +558,7 @@ public final class PoolCore {
       Operators.complete(actual);
       return;
     }
+    events.returned(lentAt, now);
     if (closing || lifecycle.mustRetire(e, now)) {
       destroy(e);
       Operators.complete(actual);

@@ -183,9 +183,8 @@ public final class PoolEvents {
     }
   }
 
-  /** The current lend's handle gave the entry back at {@code now}. */
-  void returned(PooledEntry e, long now) {
-    long since = e.lentAtNanos;
+  /** The lend that began at {@code since} (or {@link #NO_TIME}) ended at {@code now}. */
+  void returned(long since, long now) {
     if (listeners.length != 0 && since != NO_TIME) {
       long usage = Math.max(0, now - since);
       for (Registered r : listeners) {
