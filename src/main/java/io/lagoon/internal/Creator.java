@@ -104,8 +104,8 @@ final class Creator {
       if (core.pendingCount() <= c) {
         fill = nextFill();
         if (fill == null
-            && core.idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()
-            && !(c == 0 && failureStreak.get() > 0 && !core.hasOpenConnection())) {
+            && core.slots().idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()
+            && !(c == 0 && failureStreak.get() > 0 && !core.slots().hasOpenConnection())) {
           return; // no demand, no fill, minIdle met, and not down (down: one probe connect)
         }
       }
@@ -122,7 +122,7 @@ final class Creator {
       }
       PooledEntry e = new PooledEntry();
       e.epoch = core.epoch(); // a connect started before a soft eviction is retired after it
-      if (core.reserveSlot(e) < 0) {
+      if (core.slots().reserve(e) < 0) {
         creating.decrementAndGet();
         if (fill != null) {
           fill.finish(false);
@@ -130,7 +130,7 @@ final class Creator {
         }
         // A slot freed between the scan and the decrement would find `creating` still counting
         // this attempt and start nothing: look once more.
-        if (!core.hasFreeSlot()) {
+        if (!core.slots().hasFree()) {
           return;
         }
         continue;
@@ -227,7 +227,7 @@ final class Creator {
       fill.abort(); // the database refuses: a fill reports what it opened instead of insisting
     }
     creating.decrementAndGet();
-    if (!core.hasOpenConnection()) {
+    if (!core.slots().hasOpenConnection()) {
       core.failWaitersAfterRetries(failureCount); // down: nothing open to wait for
     }
     if (freeSlot) {
@@ -248,7 +248,7 @@ final class Creator {
   /** Opens connections until {@code target} are allocated; emits how many this call opened. */
   Mono<Integer> fill(int target) {
     return Mono.defer(() -> {
-      int need = target - core.allocated();
+      int need = target - core.slots().allocated();
       if (need <= 0 || core.isClosed()) {
         return Mono.just(0);
       }

@@ -282,7 +282,7 @@ final class Lifecycle {
 
   /** Validates every idle connection now (the server may have restarted). */
   void checkIdleNow() {
-    for (PooledEntry e : core.takeAllIdle(e -> true)) {
+    for (PooledEntry e : core.slots().takeAllIdle(e -> true)) {
       revalidate(e);
     }
   }
@@ -333,7 +333,7 @@ final class Lifecycle {
     core.leaks().check(now);
     int[] idleLeft = {core.stats().idle()};
     int[] lifetimeBudget = {Math.max(1, config.maxSize() / 4)};
-    List<PooledEntry> retire = core.takeAllIdle(e -> {
+    List<PooledEntry> retire = core.slots().takeAllIdle(e -> {
       if (e.broken || e.epoch != core.epoch()) {
         idleLeft[0]--;
         return true;
@@ -351,7 +351,7 @@ final class Lifecycle {
     });
     retire.forEach(core::destroy);
     if (keepaliveNanos > 0 && !PoolConfig.isNoLimit(config.keepaliveInterval())) {
-      core.takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
+      core.slots().takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }
     core.refill();

@@ -15,9 +15,7 @@ import java.util.List;
 import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.atomic.LongAdder;
-import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
 import reactor.core.CoreSubscriber;
 import reactor.core.Disposable;
@@ -82,7 +80,7 @@ public final class PoolCore {
   private final String name;
   private final Scheduler scheduler;
   private final PoolClock clock;
-  private final AtomicReferenceArray<@Nullable PooledEntry> slots;
+  private final Slots slots;
   private final ConcurrentLinkedDeque<Acquire> waiters = new ConcurrentLinkedDeque<>();
   private final AtomicInteger pending = new AtomicInteger();
   private final AtomicInteger deadWaiters = new AtomicInteger();
@@ -113,7 +111,7 @@ public final class PoolCore {
     this.name = config.poolName();
     this.scheduler = config.scheduler();
     this.clock = PoolClock.of(scheduler);
-    this.slots = new AtomicReferenceArray<>(config.maxSize());
+    this.slots = new Slots(config.maxSize());
     this.poolerHints = new PoolerHints(name);
     this.leaks = new LeakDetector(this, config, slots);
     this.lifecycle = new Lifecycle(this, config);
@@ -134,6 +132,10 @@ public final class PoolCore {
 
   PoolConfig config() {
     return config;
+  }
+
+  Slots slots() {
+    return slots;
   }
 
   long now() {
@@ -208,18 +210,7 @@ public final class PoolCore {
    * back-off and the next connect. One volatile read while connects succeed.
    */
   boolean isDown() {
-    return creator.failureStreak() > 0 && !hasOpenConnection();
-  }
-
-  /** Whether some connection is open: idle, lent, or held by the pool (validating, resetting). */
-  boolean hasOpenConnection() {
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.connection != null && e.state() != PooledEntry.CLOSING) {
-        return true;
-      }
-    }
-    return false;
+    return creator.failureStreak() > 0 && !slots.hasOpenConnection();
   }
 
   private PoolUnavailableException unavailableError() {
@@ -357,31 +348,6 @@ public final class PoolCore {
       }
     }
     return null;
-  }
-
-  /** Takes every idle entry that {@code which} selects, highest slot first. */
-  List<PooledEntry> takeAllIdle(Predicate<PooledEntry> which) {
-    List<PooledEntry> taken = new ArrayList<>();
-    for (int i = slots.length() - 1; i >= 0; i--) {
-      PooledEntry e = slots.get(i);
-      long s;
-      if (e != null && PooledEntry.state(s = e.stamp()) == PooledEntry.IDLE && which.test(e)
-          && e.takeIdle(s, false) != -1) {
-        taken.add(e); // the choice was made on the same reading the CAS checks
-      }
-    }
-    return taken;
-  }
-
-  int idleCount() {
-    int n = 0;
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.state() == PooledEntry.IDLE) {
-        n++;
-      }
-    }
-    return n;
   }
 
   /** Makes an OWNED entry LENT to a new generation and returns its handle. */
@@ -600,10 +566,10 @@ public final class PoolCore {
    */
   public Mono<Void> softEvict() {
     return Mono.defer(() -> {
-      int before = allocated();
+      int before = slots.allocated();
       epoch.incrementAndGet();
       List<Mono<Void>> closes = new ArrayList<>();
-      for (PooledEntry e : takeAllIdle(e -> true)) {
+      for (PooledEntry e : slots.takeAllIdle(e -> true)) {
         closes.add(destroy(e));
       }
       return Mono.when(closes).then(creator.fill(before)).then();
@@ -638,39 +604,9 @@ public final class PoolCore {
 
   // ---------------------------------------------------------------- creation
 
-  /** Reserves a free slot for a new entry; -1 when the pool is full. */
-  int reserveSlot(PooledEntry e) {
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      if (slots.get(i) == null && slots.compareAndSet(i, null, e)) {
-        e.slot = i;
-        return i;
-      }
-    }
-    return -1;
-  }
-
-  boolean hasFreeSlot() {
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      if (slots.get(i) == null) {
-        return true;
-      }
-    }
-    return false;
-  }
-
   /** Connections taken back because their handle was collected without close(). */
   long abandoned() {
     return abandonedCount.sum();
-  }
-
-  int allocated() {
-    int n = 0;
-    for (int i = 0; i < slots.length(); i++) {
-      if (slots.get(i) != null) {
-        n++;
-      }
-    }
-    return n;
   }
 
   int pendingCount() {
@@ -683,7 +619,7 @@ public final class PoolCore {
 
   /** Frees the slot of an entry whose physical connection is gone (or never came). */
   void freeSlot(PooledEntry e) {
-    slots.compareAndSet(e.slot, e, null);
+    slots.free(e);
     creator.createIfNeeded();
     checkTerminatedIfClosing();
   }
@@ -888,23 +824,9 @@ public final class PoolCore {
   // ---------------------------------------------------------------- stats and errors
 
   public PoolStats stats() {
-    int allocated = 0;
-    int idle = 0;
-    int lent = 0;
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e == null) {
-        continue;
-      }
-      allocated++;
-      int s = e.state();
-      if (s == PooledEntry.IDLE) {
-        idle++;
-      } else if (s == PooledEntry.LENT) {
-        lent++;
-      }
-    }
-    return new PoolStats(name, config.maxSize(), allocated, idle, lent, Math.max(0, pending.get()),
+    Slots.Counts slot = slots.count();
+    return new PoolStats(name, config.maxSize(), slot.allocated(), slot.idle(), slot.lent(),
+        Math.max(0, pending.get()),
         acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closedCount.sum(),
         creator.failures(), unavailableCount.sum(), abandonedCount.sum(), leaks.reported());
   }
@@ -975,16 +897,7 @@ public final class PoolCore {
    * use, validated, opened); -1 when no connection is idle.
    */
   public long freshestIdleNanos() {
-    long now = now();
-    long best = -1;
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.state() == PooledEntry.IDLE) {
-        long age = Math.max(0, now - e.lastAliveNanos);
-        best = best < 0 ? age : Math.min(best, age);
-      }
-    }
-    return best;
+    return slots.freshestIdleNanos(now());
   }
 
   @Override
