@@ -18,7 +18,6 @@ import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
 import reactor.core.CoreSubscriber;
-import reactor.core.Disposable;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
 import reactor.core.publisher.Sinks;
@@ -86,6 +85,7 @@ public final class PoolCore {
   private final AtomicInteger deadWaiters = new AtomicInteger();
   private final AtomicInteger creating = new AtomicInteger();
   private final Creator creator;
+  private final Closer closer;
   private final Lifecycle lifecycle;
   private final AtomicInteger epoch = new AtomicInteger();
   private final AtomicBoolean closed = new AtomicBoolean();
@@ -97,10 +97,8 @@ public final class PoolCore {
   private final LongAdder acquires = new LongAdder();
   private final LongAdder timeouts = new LongAdder();
   private final LongAdder rejections = new LongAdder();
-  private final LongAdder closedCount = new LongAdder();
   private final LongAdder abandonedCount = new LongAdder();
   private final LongAdder unavailableCount = new LongAdder();
-  private final AtomicInteger abandonedCloses = new AtomicInteger();
   private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
   private final PoolerHints poolerHints;
   private final LeakDetector leaks;
@@ -116,6 +114,7 @@ public final class PoolCore {
     this.leaks = new LeakDetector(this, config, slots);
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
+    this.closer = new Closer(this, config);
   }
 
   int epoch() {
@@ -641,81 +640,8 @@ public final class PoolCore {
       freeSlot(e);
       return Mono.empty();
     }
-    Close close = new Close(e);
-    close.start(c);
-    return close.done.asMono();
+    return closer.close(e, c);
   }
-
-  /**
-   * One physical close, bounded by maxCloseTime. A close that ends in time frees its slot then. One
-   * that hangs past maxCloseTime is abandoned: its slot is freed so the pool can replace the
-   * connection, while the close goes on; at most {@code maxSize} abandoned closes may be pending
-   * at once, beyond that a hanging close keeps its slot until it really ends. So the pool never has
-   * more than {@code maxSize} connections open, opening or closing within maxCloseTime, and never
-   * more than twice that many sockets, however the driver's closes hang.
-   */
-  private final class Close implements Runnable {
-    private static final int RUNNING = 0;
-    private static final int ENDED = 1;
-    private static final int ABANDONED = 2;
-    private static final int OVER_BUDGET = 3;
-
-    final PooledEntry entry;
-    final Sinks.Empty<Void> done = Sinks.empty();
-    private final AtomicInteger state = new AtomicInteger(RUNNING);
-    private volatile @Nullable Disposable timer;
-
-    Close(PooledEntry entry) {
-      this.entry = entry;
-    }
-
-    void start(Connection c) {
-      try {
-        timer = Timers.after(scheduler, config.maxCloseTime(), this);
-      } catch (java.util.concurrent.RejectedExecutionException schedulerGone) {
-        timer = null; // no bound without a scheduler: the slot waits for the close itself
-      }
-      Mono.defer(() -> Mono.from(c.close())).subscribe(null, err -> ended(), this::ended);
-    }
-
-    /** maxCloseTime passed first. */
-    @Override
-    public void run() {
-      boolean counted = abandonedCloses.incrementAndGet() <= config.maxSize();
-      if (!counted) {
-        abandonedCloses.decrementAndGet();
-      }
-      if (!state.compareAndSet(RUNNING, counted ? ABANDONED : OVER_BUDGET)) {
-        if (counted) {
-          abandonedCloses.decrementAndGet(); // it ended meanwhile
-        }
-        return;
-      }
-      if (counted) {
-        finish();
-      }
-    }
-
-    private void ended() {
-      Disposable t = timer;
-      if (t != null) {
-        t.dispose();
-      }
-      int before = state.getAndSet(ENDED);
-      if (before == ABANDONED) {
-        abandonedCloses.decrementAndGet(); // its slot was freed at maxCloseTime
-      } else if (before != ENDED) {
-        finish();
-      }
-    }
-
-    private void finish() {
-      closedCount.increment();
-      freeSlot(entry);
-      done.tryEmitEmpty();
-    }
-  }
-
 
   // ---------------------------------------------------------------- shutdown
 
@@ -827,7 +753,7 @@ public final class PoolCore {
     Slots.Counts slot = slots.count();
     return new PoolStats(name, config.maxSize(), slot.allocated(), slot.idle(), slot.lent(),
         Math.max(0, pending.get()),
-        acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closedCount.sum(),
+        acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closer.closed(),
         creator.failures(), unavailableCount.sum(), abandonedCount.sum(), leaks.reported());
   }
 
