@@ -13,7 +13,7 @@ import reactor.util.Loggers;
 /**
  * Reports connections that their borrowers keep: one lent longer than {@code
  * leakDetectionThreshold} (a possible leak), and one whose handle was collected without {@code
- * close()} (a certain one, which {@link PoolCore#reclaimAbandoned} takes back).
+ * close()} (a certain one, which {@link AbandonedHandles#reclaim} takes back).
  *
  * <p>With detection on, each {@code create()} call records its caller's stack in a {@link
  * BorrowSite} (filled by the JVM, turned into text only if it is ever logged); each lend records

@@ -325,7 +325,7 @@ final class Lifecycle {
    * refill minIdle. Lends past leakDetectionThreshold are reported first.
    */
   void housekeep() {
-    core.reclaimAbandoned();
+    core.abandoned().reclaim();
     if (core.isClosed()) {
       return;
     }

@@ -6,9 +6,6 @@ import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
 import io.lagoon.PoolUnavailableException;
 import io.r2dbc.spi.Connection;
-import java.lang.ref.PhantomReference;
-import java.lang.ref.Reference;
-import java.lang.ref.ReferenceQueue;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
@@ -97,9 +94,8 @@ public final class PoolCore {
   private final LongAdder acquires = new LongAdder();
   private final LongAdder timeouts = new LongAdder();
   private final LongAdder rejections = new LongAdder();
-  private final LongAdder abandonedCount = new LongAdder();
   private final LongAdder unavailableCount = new LongAdder();
-  private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
+  private final AbandonedHandles abandoned = new AbandonedHandles(this);
   private final PoolerHints poolerHints;
   private final LeakDetector leaks;
   private final PoolEvents events = new PoolEvents(this);
@@ -256,7 +252,7 @@ public final class PoolCore {
   }
 
   private void enqueue(Acquire a) {
-    reclaimAbandoned(); // the pool looks busy: connections nobody can close any more come back
+    abandoned.reclaim(); // the pool looks busy: connections nobody can close any more come back
     int p;
     do {
       p = pending.get();
@@ -377,47 +373,8 @@ public final class PoolCore {
     events.lent(e);
     leaks.lent(e, stamp, site);
     PooledConnection h = new PooledConnection(this, e, stamp);
-    e.lendWatch = new LendWatch(h, abandoned, e, stamp);
+    e.lendWatch = abandoned.watch(h, e, stamp);
     return h;
-  }
-
-  /**
-   * A phantom reference to one lend's handle. The entry holds it while the lend lasts; once the
-   * handle is unreachable without having been closed (an operator such as {@code timeout()} dropped
-   * the connection as it arrived, or the application lost it), the garbage collector queues it and
-   * {@link #reclaimAbandoned} takes the connection back. A released entry drops its watch, so a
-   * closed handle that is collected later queues nothing.
-   */
-  private static final class LendWatch extends PhantomReference<PooledConnection> {
-    final PooledEntry entry;
-    final long stamp;
-
-    LendWatch(PooledConnection handle, ReferenceQueue<PooledConnection> queue, PooledEntry entry,
-        long stamp) {
-      super(handle, queue);
-      this.entry = entry;
-      this.stamp = stamp;
-    }
-  }
-
-  /**
-   * Takes back every connection whose handle the garbage collector found unreachable while still
-   * lent to it: nobody can close it any more. Its state is unknown (a transaction may be open), so
-   * it is closed, not reset, and its slot freed. Runs on the slow path of acquire and in
-   * housekeeping; costs one volatile read when nothing was abandoned.
-   */
-  void reclaimAbandoned() {
-    Reference<? extends PooledConnection> r;
-    while ((r = abandoned.poll()) != null) {
-      LendWatch w = (LendWatch) r;
-      PooledEntry e = w.entry;
-      if (e.cas(w.stamp, PooledEntry.withState(w.stamp, PooledEntry.OWNED))) {
-        abandonedCount.increment();
-        e.evictReason = io.lagoon.PoolListener.EvictionReason.ABANDONED;
-        leaks.abandoned(e, w.stamp, stats()); // the WARN, with the borrow site if known
-        destroy(e);
-      }
-    }
   }
 
   /** An entry the fast path lent with {@code stamp} but could not deliver: taken back, offered. */
@@ -603,9 +560,8 @@ public final class PoolCore {
 
   // ---------------------------------------------------------------- creation
 
-  /** Connections taken back because their handle was collected without close(). */
-  long abandoned() {
-    return abandonedCount.sum();
+  AbandonedHandles abandoned() {
+    return abandoned;
   }
 
   int pendingCount() {
@@ -754,7 +710,7 @@ public final class PoolCore {
     return new PoolStats(name, config.maxSize(), slot.allocated(), slot.idle(), slot.lent(),
         Math.max(0, pending.get()),
         acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closer.closed(),
-        creator.failures(), unavailableCount.sum(), abandonedCount.sum(), leaks.reported());
+        creator.failures(), unavailableCount.sum(), abandoned.count(), leaks.reported());
   }
 
   PoolAcquireTimeoutException timeoutError(Acquire a) {
