@@ -10,14 +10,12 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.ConcurrentLinkedDeque;
-import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
 import reactor.core.CoreSubscriber;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
-import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Scheduler;
 
 /*
@@ -83,13 +81,10 @@ public final class PoolCore {
   private final AtomicInteger creating = new AtomicInteger();
   private final Creator creator;
   private final Closer closer;
+  private final Shutdown shutdown;
   private final Lifecycle lifecycle;
   private final AtomicInteger epoch = new AtomicInteger();
-  private final AtomicBoolean closed = new AtomicBoolean();
   private volatile boolean closing;
-  private volatile boolean forceClosed;
-  private final Sinks.Empty<Void> idleClosed = Sinks.empty();
-  private final Sinks.Empty<Void> terminated = Sinks.empty();
 
   private final LongAdder acquires = new LongAdder();
   private final LongAdder timeouts = new LongAdder();
@@ -111,6 +106,7 @@ public final class PoolCore {
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
     this.closer = new Closer(this, config);
+    this.shutdown = new Shutdown(this, lifecycle, creator);
   }
 
   int epoch() {
@@ -350,21 +346,9 @@ public final class PoolCore {
     long s = PooledEntry.nextLend(e.stamp());
     e.setStamp(s);
     if (closing) {
-      lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
+      shutdown.lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
     }
     return handle(e, s, site);
-  }
-
-  /**
-   * A lend that raced with shutdown: a forced close (closeLent) that already ran closes it now,
-   * under its borrower; otherwise close() may now be done waiting for the entries it could close.
-   */
-  private void lentWhileClosing(PooledEntry e, long s) {
-    if (forceClosed && e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
-      destroy(e);
-    } else {
-      checkTerminated();
-    }
   }
 
   /** The handle of a lend that already happened, asked for at {@code site} (leak detection). */
@@ -599,14 +583,11 @@ public final class PoolCore {
     return closer.close(e, c);
   }
 
-  // ---------------------------------------------------------------- shutdown
+  // ---------------------------------------------------------------- shutdown (see Shutdown)
 
   /** Starts shutdown; completes when idle connections and connects in flight are closed. */
   public Mono<Void> close() {
-    return Mono.defer(() -> {
-      shutdown();
-      return idleClosed.asMono();
-    });
+    return shutdown.close();
   }
 
   /**
@@ -614,92 +595,29 @@ public final class PoolCore {
    * under their borrowers. Completes when every connection is closed.
    */
   public Mono<Void> closeGracefully(Duration grace) {
-    return Mono.defer(() -> {
-      shutdown();
-      return terminated.asMono()
-          .timeout(grace, scheduler)
-          .onErrorResume(java.util.concurrent.TimeoutException.class, t -> {
-            closeLent();
-            return terminated.asMono();
-          });
-    });
+    return shutdown.closeGracefully(grace);
   }
 
   /** Starts shutdown and waits, for a bounded time, until idle connections are closed. */
   public void dispose() {
-    shutdown();
-    try {
-      idleClosed.asMono().block(config.maxCloseTime().plusSeconds(1));
-    } catch (RuntimeException e) {
-      // Not allowed to block on this thread, or closing took too long: shutdown goes on in the
-      // background; dispose() has done what it promises (new acquires are refused).
-    }
+    shutdown.dispose();
   }
 
-  private void shutdown() {
-    if (!closed.compareAndSet(false, true)) {
-      return;
-    }
+  /** Shutdown's first step, once: from now on the paths that read {@code closing} refuse or close. */
+  void markClosing() {
     closing = true;
-    lifecycle.stop();
-    failWaiters();
-    creator.shutdown();
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.takeIdle(false) != -1) {
-        destroy(e);
-      }
-    }
-    checkTerminated();
   }
 
-  private void failWaiters() {
+  void failWaiters() {
     Acquire w;
     while ((w = waiters.pollFirst()) != null) {
       w.fail(closedError("the pool closed while this subscriber waited"));
     }
   }
 
-  private void closeLent() {
-    forceClosed = true; // before the scan: a lend after it sees the flag (lentWhileClosing)
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e == null) {
-        continue;
-      }
-      long s = e.stamp();
-      if (PooledEntry.state(s) == PooledEntry.LENT
-          && e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
-        destroy(e);
-      }
-    }
-  }
-
   void checkTerminatedIfClosing() {
     if (closing) {
-      checkTerminated();
-    }
-  }
-
-  private void checkTerminated() {
-    boolean empty = true;
-    boolean onlyLent = true;
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null) {
-        empty = false;
-        if (e.state() != PooledEntry.LENT) {
-          onlyLent = false;
-        }
-      }
-    }
-    if (onlyLent && creating.get() == 0) {
-      idleClosed.tryEmitEmpty();
-    }
-    if (empty && creating.get() == 0) {
-      idleClosed.tryEmitEmpty();
-      terminated.tryEmitEmpty();
-      events.terminated();
+      shutdown.checkTerminated();
     }
   }
 
