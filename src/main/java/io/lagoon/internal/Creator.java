@@ -101,7 +101,7 @@ final class Creator {
         return;
       }
       Fill fill = null;
-      if (core.pendingCount() <= c) {
+      if (core.waiters().pending() <= c) {
         fill = nextFill();
         if (fill == null
             && core.slots().idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()

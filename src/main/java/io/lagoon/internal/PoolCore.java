@@ -9,7 +9,6 @@ import io.r2dbc.spi.Connection;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.concurrent.ConcurrentLinkedDeque;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
@@ -75,9 +74,7 @@ public final class PoolCore {
   private final Scheduler scheduler;
   private final PoolClock clock;
   private final Slots slots;
-  private final ConcurrentLinkedDeque<Acquire> waiters = new ConcurrentLinkedDeque<>();
-  private final AtomicInteger pending = new AtomicInteger();
-  private final AtomicInteger deadWaiters = new AtomicInteger();
+  private final Waiters waiters = new Waiters(this);
   private final AtomicInteger creating = new AtomicInteger();
   private final Creator creator;
   private final Closer closer;
@@ -242,29 +239,24 @@ public final class PoolCore {
     if (!a.requeue()) {
       return; // it was cancelled or timed out meanwhile
     }
-    pending.incrementAndGet();
-    waiters.offerFirst(a);
+    waiters.addFirst(a);
     afterQueued();
   }
 
   private void enqueue(Acquire a) {
     abandoned.reclaim(); // the pool looks busy: connections nobody can close any more come back
-    int p;
-    do {
-      p = pending.get();
-      if (p >= config.maxPendingAcquires()) {
-        rejections.increment();
-        a.fail(new PoolExhaustedException(name, config.maxPendingAcquires(), stats()));
-        return;
-      }
-    } while (!pending.compareAndSet(p, p + 1));
+    if (!waiters.tryCount(config.maxPendingAcquires())) {
+      rejections.increment();
+      a.fail(new PoolExhaustedException(name, config.maxPendingAcquires(), stats()));
+      return;
+    }
     // Joining a pool that is down counts as having seen its last connect failure.
     a.failuresAtStart = creator.failures() - (isDown() ? 1 : 0);
     if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
-      pending.decrementAndGet(); // cancelled before it could wait
+      waiters.uncount(); // cancelled before it could wait
       return;
     }
-    waiters.offerLast(a);
+    waiters.addLast(a);
     afterQueued();
   }
 
@@ -274,7 +266,7 @@ public final class PoolCore {
    */
   private void afterQueued() {
     if (closing) {
-      failWaiters();
+      waiters.failAll();
       return;
     }
     if (isDown()) {
@@ -368,15 +360,6 @@ public final class PoolCore {
     } // else the pool's shutdown took it (closeLent) and closes it
   }
 
-  /** Called once per Acquire that leaves WAITING other than by assignment. */
-  void waiterLeft(boolean leavesDeadNode) {
-    pending.decrementAndGet();
-    if (leavesDeadNode && deadWaiters.incrementAndGet() > Math.max(64, pending.get())) {
-      deadWaiters.set(0);
-      waiters.removeIf(w -> w.state() != Acquire.WAITING);
-    }
-  }
-
   // ---------------------------------------------------------------- release
 
   /**
@@ -401,7 +384,7 @@ public final class PoolCore {
       Acquire w;
       while ((w = waiters.pollFirst()) != null) {
         if (w.assign(e)) {
-          pending.decrementAndGet();
+          waiters.uncount();
           Trampoline.run(w);
           return;
         }
@@ -548,8 +531,8 @@ public final class PoolCore {
     return abandoned;
   }
 
-  int pendingCount() {
-    return pending.get();
+  Waiters waiters() {
+    return waiters;
   }
 
   AtomicInteger creatingCounter() {
@@ -608,13 +591,6 @@ public final class PoolCore {
     closing = true;
   }
 
-  void failWaiters() {
-    Acquire w;
-    while ((w = waiters.pollFirst()) != null) {
-      w.fail(closedError("the pool closed while this subscriber waited"));
-    }
-  }
-
   void checkTerminatedIfClosing() {
     if (closing) {
       shutdown.checkTerminated();
@@ -626,7 +602,7 @@ public final class PoolCore {
   public PoolStats stats() {
     Slots.Counts slot = slots.count();
     return new PoolStats(name, config.maxSize(), slot.allocated(), slot.idle(), slot.lent(),
-        Math.max(0, pending.get()),
+        Math.max(0, waiters.pending()),
         acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closer.closed(),
         creator.failures(), unavailableCount.sum(), abandoned.count(), leaks.reported());
   }
@@ -665,22 +641,9 @@ public final class PoolCore {
     return config.maxPendingAcquires();
   }
 
-  /**
-   * How long the oldest waiting acquire has waited; 0 when none waits. Amortized O(1): it reads
-   * the head of the queue and drops the dead nodes it meets there, each of them once.
-   */
+  /** How long the oldest waiting acquire has waited; 0 when none waits. Amortized O(1). */
   public long oldestWaitNanos() {
-    if (pending.get() <= 0) {
-      return 0;
-    }
-    for (java.util.Iterator<Acquire> it = waiters.iterator(); it.hasNext(); ) {
-      Acquire a = it.next();
-      if (a.state() == Acquire.WAITING) {
-        return Math.max(0, now() - a.waitStartNanos);
-      }
-      it.remove(); // cancelled, timed out or failed: nobody polled it yet
-    }
-    return 0;
+    return waiters.oldestWaitNanos();
   }
 
   /** The connect error that keeps the pool down (no connection open, last connect failed), or null. */

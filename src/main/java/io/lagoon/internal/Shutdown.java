@@ -78,7 +78,7 @@ final class Shutdown {
     }
     core.markClosing();
     lifecycle.stop();
-    core.failWaiters();
+    core.waiters().failAll();
     creator.shutdown();
     for (int i = 0; i < slots.length(); i++) {
       PooledEntry e = slots.get(i);
