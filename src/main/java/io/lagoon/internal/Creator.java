@@ -228,7 +228,7 @@ final class Creator {
     }
     creating.decrementAndGet();
     if (!core.slots().hasOpenConnection()) {
-      core.failWaitersAfterRetries(failureCount); // down: nothing open to wait for
+      core.outage().failWaitersAfterRetries(failureCount); // down: nothing open to wait for
     }
     if (freeSlot) {
       core.freeSlot(e);

@@ -4,7 +4,6 @@ import io.lagoon.PoolAcquireTimeoutException;
 import io.lagoon.PoolClosedException;
 import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
-import io.lagoon.PoolUnavailableException;
 import io.r2dbc.spi.Connection;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -79,6 +78,7 @@ public final class PoolCore {
   private final Creator creator;
   private final Closer closer;
   private final Shutdown shutdown;
+  private final Outage outage;
   private final Lifecycle lifecycle;
   private final AtomicInteger epoch = new AtomicInteger();
   private volatile boolean closing;
@@ -86,7 +86,6 @@ public final class PoolCore {
   private final LongAdder acquires = new LongAdder();
   private final LongAdder timeouts = new LongAdder();
   private final LongAdder rejections = new LongAdder();
-  private final LongAdder unavailableCount = new LongAdder();
   private final AbandonedHandles abandoned = new AbandonedHandles(this);
   private final PoolerHints poolerHints;
   private final LeakDetector leaks;
@@ -104,6 +103,7 @@ public final class PoolCore {
     this.creator = new Creator(this, lifecycle);
     this.closer = new Closer(this, config);
     this.shutdown = new Shutdown(this, lifecycle, creator);
+    this.outage = new Outage(this, creator);
   }
 
   int epoch() {
@@ -184,30 +184,11 @@ public final class PoolCore {
         return;
       }
     }
-    if (config.acquireRetry() == 0 && isDown()) {
-      if (a.fail(unavailableError())) { // nothing open to wait for, connects fail: fail fast
-        unavailableCount.increment();
-      }
+    if (config.acquireRetry() == 0 && outage.isDown()) {
+      outage.failNow(a); // nothing open to wait for, connects fail: fail fast
       return;
     }
     enqueue(a);
-  }
-
-  /**
-   * Down: the last connect failed and no connection is open, so a waiter could only wait for the
-   * back-off and the next connect. One volatile read while connects succeed.
-   */
-  boolean isDown() {
-    return creator.failureStreak() > 0 && !slots.hasOpenConnection();
-  }
-
-  private PoolUnavailableException unavailableError() {
-    long now = now();
-    Throwable cause = creator.lastError();
-    return new PoolUnavailableException(name, creator.failureStreak(),
-        Duration.ofNanos(Math.max(0, now - creator.lastErrorNanos())),
-        Duration.ofNanos(Math.max(0, creator.retryAtNanos() - now)), stats(),
-        cause != null ? cause : new IllegalStateException("no connect error recorded"));
   }
 
   /** Validates the entry first if it must, then delivers it. */
@@ -251,7 +232,7 @@ public final class PoolCore {
       return;
     }
     // Joining a pool that is down counts as having seen its last connect failure.
-    a.failuresAtStart = creator.failures() - (isDown() ? 1 : 0);
+    a.failuresAtStart = creator.failures() - (outage.isDown() ? 1 : 0);
     if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
       waiters.uncount(); // cancelled before it could wait
       return;
@@ -269,9 +250,9 @@ public final class PoolCore {
       waiters.failAll();
       return;
     }
-    if (isDown()) {
+    if (outage.isDown()) {
       // A connect may have failed as this waiter joined, and its scan missed the waiter.
-      failWaitersAfterRetries(creator.failures());
+      outage.failWaitersAfterRetries(creator.failures());
       if (waiters.isEmpty()) {
         return;
       }
@@ -499,32 +480,6 @@ public final class PoolCore {
     });
   }
 
-  /**
-   * While the pool is down, fails the oldest waiters that saw more than acquireRetry connect
-   * failures (a waiter that joined while the pool was down counts that failure too).
-   */
-  void failWaitersAfterRetries(long failures) {
-    int retries = config.acquireRetry();
-    if (retries == Integer.MAX_VALUE) {
-      return;
-    }
-    PoolUnavailableException error = null;
-    for (Acquire w : waiters) {
-      if (w.state() != Acquire.WAITING) {
-        continue;
-      }
-      if (failures - w.failuresAtStart <= retries) {
-        return; // later waiters started later and saw fewer failures
-      }
-      if (error == null) {
-        error = unavailableError();
-      }
-      if (w.failWaiting(error)) {
-        unavailableCount.increment();
-      }
-    }
-  }
-
   // ---------------------------------------------------------------- creation
 
   AbandonedHandles abandoned() {
@@ -533,6 +488,10 @@ public final class PoolCore {
 
   Waiters waiters() {
     return waiters;
+  }
+
+  Outage outage() {
+    return outage;
   }
 
   AtomicInteger creatingCounter() {
@@ -555,8 +514,8 @@ public final class PoolCore {
   Mono<Void> destroy(PooledEntry e) {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
     events.evicted(e);
-    if (!waiters.isEmpty() && isDown()) {
-      failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
+    if (!waiters.isEmpty() && outage.isDown()) {
+      outage.failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
     }
     Connection c = e.connection;
     if (c == null) {
@@ -604,7 +563,7 @@ public final class PoolCore {
     return new PoolStats(name, config.maxSize(), slot.allocated(), slot.idle(), slot.lent(),
         Math.max(0, waiters.pending()),
         acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closer.closed(),
-        creator.failures(), unavailableCount.sum(), abandoned.count(), leaks.reported());
+        creator.failures(), outage.unavailable(), abandoned.count(), leaks.reported());
   }
 
   PoolAcquireTimeoutException timeoutError(Acquire a) {
@@ -648,11 +607,7 @@ public final class PoolCore {
 
   /** The connect error that keeps the pool down (no connection open, last connect failed), or null. */
   public @Nullable Throwable downCause() {
-    if (!isDown()) {
-      return null;
-    }
-    Throwable e = creator.lastError();
-    return e != null ? e : new IllegalStateException("connects fail");
+    return outage.cause();
   }
 
   /**
