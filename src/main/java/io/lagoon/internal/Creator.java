@@ -41,7 +41,7 @@ final class Creator {
 
   private final PoolCore core;
   private final Lifecycle lifecycle;
-  private final AtomicInteger creating;
+  private final AtomicInteger creating = new AtomicInteger();
   private final ConcurrentLinkedQueue<Fill> fills = new ConcurrentLinkedQueue<>();
   private final LongAdder created = new LongAdder();
   private final AtomicLong failures = new AtomicLong();
@@ -55,11 +55,15 @@ final class Creator {
   Creator(PoolCore core, Lifecycle lifecycle) {
     this.core = core;
     this.lifecycle = lifecycle;
-    this.creating = core.creatingCounter();
   }
 
   long created() {
     return created.sum();
+  }
+
+  /** Physical connects in flight (bounded by maxConcurrentCreates). */
+  int creating() {
+    return creating.get();
   }
 
   long failures() {

@@ -74,7 +74,6 @@ public final class PoolCore {
   private final PoolClock clock;
   private final Slots slots;
   private final Waiters waiters = new Waiters(this);
-  private final AtomicInteger creating = new AtomicInteger();
   private final Creator creator;
   private final Closer closer;
   private final Shutdown shutdown;
@@ -492,10 +491,6 @@ public final class PoolCore {
 
   Outage outage() {
     return outage;
-  }
-
-  AtomicInteger creatingCounter() {
-    return creating;
   }
 
   /** Frees the slot of an entry whose physical connection is gone (or never came). */

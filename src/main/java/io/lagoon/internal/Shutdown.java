@@ -2,7 +2,6 @@ package io.lagoon.internal;
 
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Sinks;
 
@@ -21,7 +20,6 @@ final class Shutdown {
   private final Slots slots;
   private final Lifecycle lifecycle;
   private final Creator creator;
-  private final AtomicInteger creating;
   private final PoolConfig config;
   private final AtomicBoolean closed = new AtomicBoolean();
   private volatile boolean forceClosed;
@@ -33,7 +31,6 @@ final class Shutdown {
     this.slots = core.slots();
     this.lifecycle = lifecycle;
     this.creator = creator;
-    this.creating = core.creatingCounter();
     this.config = core.config();
   }
 
@@ -128,10 +125,10 @@ final class Shutdown {
         }
       }
     }
-    if (onlyLent && creating.get() == 0) {
+    if (onlyLent && creator.creating() == 0) {
       idleClosed.tryEmitEmpty();
     }
-    if (empty && creating.get() == 0) {
+    if (empty && creator.creating() == 0) {
       idleClosed.tryEmitEmpty();
       terminated.tryEmitEmpty();
       core.events().terminated();
