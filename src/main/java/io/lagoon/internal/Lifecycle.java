@@ -28,6 +28,7 @@ final class Lifecycle {
 
   private final PoolCore core;
   private final PoolConfig config;
+  private final PoolerHints poolerHints;
   private final long skipWindowNanos;
   private final long maxIdleNanos;
   private final long maxLifeNanos;
@@ -46,6 +47,7 @@ final class Lifecycle {
   Lifecycle(PoolCore core, PoolConfig config) {
     this.core = core;
     this.config = config;
+    this.poolerHints = new PoolerHints(core.name());
     this.skipWindowNanos = config.validationSkipWindow().toNanos();
     this.maxIdleNanos = config.maxIdleTime().toNanos();
     this.maxLifeNanos = config.maxLifeTime().toNanos();
@@ -279,6 +281,22 @@ final class Lifecycle {
   }
 
   // ---------------------------------------------------------------- dead connections
+
+  /**
+   * An error came through a lent connection: if it means the connection is gone, mark it (it is
+   * closed when it comes back); if the server went away, check the idle ones now.
+   */
+  void onConnectionError(PooledEntry e, Throwable error) {
+    int verdict = FatalErrors.classify(error);
+    if (verdict != FatalErrors.NOT_FATAL) {
+      e.broken = true;
+      if (verdict == FatalErrors.SERVER_GONE) {
+        checkIdleNow();
+      }
+    } else {
+      poolerHints.onError(error);
+    }
+  }
 
   /** Validates every idle connection now (the server may have restarted). */
   void checkIdleNow() {

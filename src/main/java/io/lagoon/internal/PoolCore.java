@@ -86,7 +86,6 @@ public final class PoolCore {
   private final LongAdder timeouts = new LongAdder();
   private final LongAdder rejections = new LongAdder();
   private final AbandonedHandles abandoned = new AbandonedHandles(this);
-  private final PoolerHints poolerHints;
   private final LeakDetector leaks;
   private final PoolEvents events = new PoolEvents(this);
 
@@ -96,7 +95,6 @@ public final class PoolCore {
     this.scheduler = config.scheduler();
     this.clock = PoolClock.of(scheduler);
     this.slots = new Slots(config.maxSize());
-    this.poolerHints = new PoolerHints(name);
     this.leaks = new LeakDetector(this, config, slots);
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
@@ -123,6 +121,10 @@ public final class PoolCore {
 
   Slots slots() {
     return slots;
+  }
+
+  Lifecycle lifecycle() {
+    return lifecycle;
   }
 
   long now() {
@@ -439,22 +441,6 @@ public final class PoolCore {
         offer(e, after);
         actual.onComplete();
       });
-    }
-  }
-
-  /**
-   * An error came through a lent connection: if it means the connection is gone, mark it (it is
-   * closed when it comes back); if the server went away, check the idle ones now.
-   */
-  void onConnectionError(PooledEntry e, Throwable error) {
-    int verdict = FatalErrors.classify(error);
-    if (verdict != FatalErrors.NOT_FATAL) {
-      e.broken = true;
-      if (verdict == FatalErrors.SERVER_GONE) {
-        lifecycle.checkIdleNow();
-      }
-    } else {
-      poolerHints.onError(error);
     }
   }
 
