@@ -18,26 +18,30 @@ import reactor.core.scheduler.Scheduler;
 
 /*
  * The pool's state machine. Everything that decides who gets which connection is in this class,
- * Acquire (one subscriber's acquire) and PooledEntry (one physical connection).
+ * Acquire (one subscriber's acquire) and PooledEntry (one physical connection). The classes named
+ * in [brackets] keep part of the state or carry out part of the work; they move an entry only by
+ * the transitions stated here.
  *
  * STATE
- *   slots[maxSize]  null (free) or one PooledEntry: a physical connection being opened, open, or
- *                   being closed. Opening starts only after a CAS null -> entry on a slot; the slot
- *                   is freed (CAS entry -> null) only once the physical close finished or its
- *                   maxCloseTime passed.
+ *   slots[maxSize]  [Slots] null (free) or one PooledEntry: a physical connection being opened,
+ *                   open, or being closed. Opening starts only after a CAS null -> entry on a slot;
+ *                   the slot is freed (CAS entry -> null) only once the physical close finished or
+ *                   its maxCloseTime passed [Closer].
  *   entry.stamp     (generation << 2) | state, state one of
  *                     IDLE     parked in its slot; anyone may take it by CAS
  *                     OWNED    held by exactly one pool actor: its creator, a releaser, an
  *                              acquirer, a closer
  *                     LENT     lent to the handle whose stamp equals it; that handle's close()
- *                              returns it by CAS (g,LENT) -> (g,OWNED)
- *                     CLOSING  the physical close is running
+ *                              returns it by CAS (g,LENT) -> (g,OWNED), as does the reclaim of a
+ *                              handle collected without close() [AbandonedHandles]
+ *                     CLOSING  the physical close is running [Closer]
  *                   Each lend starts a new generation, so an earlier handle can never match again.
- *   waiters         FIFO deque of Acquires that wait. An Acquire leaves WAITING exactly once, by
- *                   CAS (assigned, cancelled, timed out, failed); dead nodes stay in the deque until
- *                   someone polls them or a sweep runs.
- *   pending         the number of Acquires in WAITING: a counter, never a queue scan.
- *   creating        physical connects in flight (bounded by maxConcurrentCreates).
+ *   waiters         [Waiters] FIFO deque of Acquires that wait. An Acquire leaves WAITING exactly
+ *                   once, by CAS (assigned, cancelled, timed out, failed); dead nodes stay in the
+ *                   deque until someone polls them or a sweep runs.
+ *   pending         [Waiters] the number of Acquires in WAITING: a counter, never a queue scan.
+ *   creating        [Creator] physical connects in flight (bounded by maxConcurrentCreates).
+ *   closing         set once by shutdown [Shutdown]; read here on every path that lends or parks.
  *
  * INVARIANTS
  *   I1 open + opening + closing <= maxSize, at every instant: each holds a slot.
@@ -52,8 +56,9 @@ import reactor.core.scheduler.Scheduler;
  *      deque is empty, so no newcomer overtakes a waiter that was queued before it looked; entries
  *      always go to the head waiter.
  *   I5 An OWNED entry leaves OWNED exactly once: lent, parked IDLE, or closed.
- *   I6 After close() no entry is parked IDLE for good: shutdown sets `closed`, then closes the
- *      idle entries; whoever parks an entry re-checks `closed` afterwards (the same Dekker pair).
+ *   I6 After close() no entry is parked IDLE for good: shutdown wins `closed`, sets `closing`, then
+ *      closes the idle entries; whoever parks an entry re-checks `closing` afterwards (the same
+ *      Dekker pair), and a lend that sees it reports to Shutdown (lentWhileClosing).
  *
  * THREADS
  *   No locks; any method may run on any thread. No subscriber code runs between a CAS and the
@@ -63,6 +68,13 @@ import reactor.core.scheduler.Scheduler;
  *   thread is already delivering runs nested, up to eight levels, then queued (Trampoline): the
  *   stack stays bounded with synchronous drivers, and a subscriber that blocks on an acquire
  *   inside its own delivery is still served.
+ *
+ * WHO DOES WHAT
+ *   Here: acquire (fast path, queueing), takeIdle, lend, offer, release, destroy. Closer runs the
+ *   physical closes destroy() starts; Shutdown runs close(); Outage fails acquires while the pool
+ *   is down (last connect failed, nothing open), when this class or Creator asks. Creator opens
+ *   connections and Lifecycle validates, resets and retires them, each through this class's
+ *   transitions; LeakDetector and PoolEvents only observe.
  */
 
 /** The pool's state machine; see the comment at the top of this file. */
