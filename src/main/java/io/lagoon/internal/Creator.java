@@ -125,7 +125,7 @@ final class Creator {
         continue;
       }
       PooledEntry e = new PooledEntry();
-      e.epoch = core.epoch(); // a connect started before a soft eviction is retired after it
+      e.epoch = lifecycle.epoch(); // a connect started before a soft eviction is retired after it
       if (core.slots().reserve(e) < 0) {
         creating.decrementAndGet();
         if (fill != null) {

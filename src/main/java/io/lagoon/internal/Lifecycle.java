@@ -39,9 +39,15 @@ final class Lifecycle {
   private volatile @Nullable Disposable housekeeping;
   /** Idle entries taken out for keepalive or a restart check; they still count toward minIdle. */
   private final AtomicInteger revalidating = new AtomicInteger();
+  /** The soft-eviction epoch: a connection opened in an earlier one is retired. */
+  private final AtomicInteger epoch = new AtomicInteger();
 
   int revalidating() {
     return revalidating.get();
+  }
+
+  int epoch() {
+    return epoch.get();
   }
 
   Lifecycle(PoolCore core, PoolConfig config) {
@@ -101,7 +107,7 @@ final class Lifecycle {
 
   /** Whether an entry must be closed rather than lent or pooled: broken, soft-evicted or too old. */
   boolean mustRetire(PooledEntry e, long now) {
-    return e.broken || e.epoch != core.epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
+    return e.broken || e.epoch != epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
   }
 
   /** Whether an IDLE entry must be validated before it is lent. */
@@ -321,6 +327,24 @@ final class Lifecycle {
     });
   }
 
+  // ---------------------------------------------------------------- soft eviction
+
+  /**
+   * Closes every idle connection and retires every lent one when it comes back, then opens as
+   * many connections as the pool held before.
+   */
+  Mono<Void> softEvict() {
+    return Mono.defer(() -> {
+      int before = core.slots().allocated();
+      epoch.incrementAndGet();
+      List<Mono<Void>> closes = new ArrayList<>();
+      for (PooledEntry e : core.slots().takeAllIdle(e -> true)) {
+        closes.add(core.destroy(e));
+      }
+      return Mono.when(closes).then(core.creator().fill(before)).then();
+    });
+  }
+
   // ---------------------------------------------------------------- housekeeping
 
   void start() {
@@ -352,7 +376,7 @@ final class Lifecycle {
     int[] idleLeft = {core.stats().idle()};
     int[] lifetimeBudget = {Math.max(1, config.maxSize() / 4)};
     List<PooledEntry> retire = core.slots().takeAllIdle(e -> {
-      if (e.broken || e.epoch != core.epoch()) {
+      if (e.broken || e.epoch != epoch()) {
         idleLeft[0]--;
         return true;
       }
@@ -369,7 +393,8 @@ final class Lifecycle {
     });
     retire.forEach(core::destroy);
     if (keepaliveNanos > 0 && !PoolConfig.isNoLimit(config.keepaliveInterval())) {
-      core.slots().takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
+      core.slots()
+          .takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }
     core.refill();

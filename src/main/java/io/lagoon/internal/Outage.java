@@ -73,7 +73,9 @@ final class Outage {
     }
   }
 
-  /** The connect error that keeps the pool down (no connection open, last connect failed), or null. */
+  /**
+   * The connect error that keeps the pool down (no connection open, last connect failed), or null.
+   */
   @Nullable Throwable cause() {
     if (!isDown()) {
       return null;

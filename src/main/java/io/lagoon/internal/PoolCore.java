@@ -6,9 +6,6 @@ import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
 import io.r2dbc.spi.Connection;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
 import reactor.core.CoreSubscriber;
@@ -91,7 +88,6 @@ public final class PoolCore {
   private final Shutdown shutdown;
   private final Outage outage;
   private final Lifecycle lifecycle;
-  private final AtomicInteger epoch = new AtomicInteger();
   private volatile boolean closing;
 
   private final LongAdder acquires = new LongAdder();
@@ -115,10 +111,6 @@ public final class PoolCore {
     this.outage = new Outage(this, creator);
   }
 
-  int epoch() {
-    return epoch.get();
-  }
-
   String name() {
     return name;
   }
@@ -137,6 +129,10 @@ public final class PoolCore {
 
   Lifecycle lifecycle() {
     return lifecycle;
+  }
+
+  Creator creator() {
+    return creator;
   }
 
   long now() {
@@ -332,7 +328,8 @@ public final class PoolCore {
     long s = PooledEntry.nextLend(e.stamp());
     e.setStamp(s);
     if (closing) {
-      shutdown.lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
+      // I6: shutdown may have looked at this entry while it was OWNED
+      shutdown.lentWhileClosing(e, s);
     }
     return handle(e, s, site);
   }
@@ -423,7 +420,7 @@ public final class PoolCore {
       e.lastAliveNanos = now;
       e.idleSinceNanos = now;
       long idle = PooledEntry.withState(lentStamp, PooledEntry.IDLE);
-      if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing || e.epoch != epoch())
+      if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing || e.epoch != lifecycle.epoch())
           && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
         offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
       }
@@ -461,20 +458,9 @@ public final class PoolCore {
     creator.createIfNeeded();
   }
 
-  /**
-   * Closes every idle connection and retires every lent one when it comes back, then opens as
-   * many connections as the pool held before.
-   */
+  /** Closes every idle connection, retires every lent one when it comes back, then refills. */
   public Mono<Void> softEvict() {
-    return Mono.defer(() -> {
-      int before = slots.allocated();
-      epoch.incrementAndGet();
-      List<Mono<Void>> closes = new ArrayList<>();
-      for (PooledEntry e : slots.takeAllIdle(e -> true)) {
-        closes.add(destroy(e));
-      }
-      return Mono.when(closes).then(creator.fill(before)).then();
-    });
+    return lifecycle.softEvict();
   }
 
   // ---------------------------------------------------------------- creation
@@ -508,7 +494,8 @@ public final class PoolCore {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
     events.evicted(e);
     if (!waiters.isEmpty() && outage.isDown()) {
-      outage.failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
+      // the last open connection went: fail fast
+      outage.failWaitersAfterRetries(creator.failures());
     }
     Connection c = e.connection;
     if (c == null) {
@@ -538,7 +525,7 @@ public final class PoolCore {
     shutdown.dispose();
   }
 
-  /** Shutdown's first step, once: from now on the paths that read {@code closing} refuse or close. */
+  /** Shutdown's first step, once: from now on every path that reads {@code closing} stops. */
   void markClosing() {
     closing = true;
   }
@@ -598,7 +585,7 @@ public final class PoolCore {
     return waiters.oldestWaitNanos();
   }
 
-  /** The connect error that keeps the pool down (no connection open, last connect failed), or null. */
+  /** The connect error that keeps the pool down, or null; see {@link Outage}. */
   public @Nullable Throwable downCause() {
     return outage.cause();
   }

@@ -51,7 +51,7 @@ final class Waiters implements Iterable<Acquire> {
     return true;
   }
 
-  /** An acquire counted by {@link #tryCount} that never joined the queue, or a polled one served. */
+  /** An acquire counted by {@link #tryCount} that never joined, or a polled one that was served. */
   void uncount() {
     pending.decrementAndGet();
   }
