@@ -21,8 +21,10 @@ import reactor.core.publisher.Mono;
  * idle connections when one shows the server went away ({@link FatalErrors} decides that), and
  * housekeeping (idle and lifetime retirement, keepalive, soft eviction).
  *
- * <p>It decides and runs the I/O; every state change it causes goes through {@link PoolCore}
- * (take an entry out of IDLE, offer it, destroy it), so the core's invariants hold unchanged.
+ * <p>It decides and runs the I/O; every state change it causes goes through {@link PoolCore}'s
+ * transitions (take an entry out of IDLE by {@link Slots#takeAllIdle}, offer it, destroy it), so
+ * the core's invariants hold unchanged. It keeps the soft-eviction epoch: a connection opened in
+ * an earlier one is retired.
  */
 final class Lifecycle {
 
@@ -397,6 +399,6 @@ final class Lifecycle {
           .takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }
-    core.refill();
+    core.creator().createIfNeeded(); // connects for minIdle and waiters, if any are missing
   }
 }

@@ -123,8 +123,20 @@ public final class PoolCore {
     return config;
   }
 
+  long now() {
+    return clock.nanoTime();
+  }
+
+  public boolean isClosed() {
+    return closing;
+  }
+
   Slots slots() {
     return slots;
+  }
+
+  Waiters waiters() {
+    return waiters;
   }
 
   Lifecycle lifecycle() {
@@ -135,12 +147,16 @@ public final class PoolCore {
     return creator;
   }
 
-  long now() {
-    return clock.nanoTime();
+  Outage outage() {
+    return outage;
   }
 
-  public boolean isClosed() {
-    return closing;
+  AbandonedHandles abandoned() {
+    return abandoned;
+  }
+
+  LeakDetector leaks() {
+    return leaks;
   }
 
   // ---------------------------------------------------------------- acquire
@@ -161,10 +177,6 @@ public final class PoolCore {
   /** The caller's stack, for {@link #acquireMono}, with leak detection on; else null. */
   public @Nullable Throwable borrowSite() {
     return leaks.borrowSite();
-  }
-
-  LeakDetector leaks() {
-    return leaks;
   }
 
   void acquire(Acquire a) {
@@ -453,37 +465,6 @@ public final class PoolCore {
     }
   }
 
-  /** Starts connects for minIdle and waiters, if any are missing. */
-  void refill() {
-    creator.createIfNeeded();
-  }
-
-  /** Closes every idle connection, retires every lent one when it comes back, then refills. */
-  public Mono<Void> softEvict() {
-    return lifecycle.softEvict();
-  }
-
-  // ---------------------------------------------------------------- creation
-
-  AbandonedHandles abandoned() {
-    return abandoned;
-  }
-
-  Waiters waiters() {
-    return waiters;
-  }
-
-  Outage outage() {
-    return outage;
-  }
-
-  /** Frees the slot of an entry whose physical connection is gone (or never came). */
-  void freeSlot(PooledEntry e) {
-    slots.free(e);
-    creator.createIfNeeded();
-    checkTerminatedIfClosing();
-  }
-
   // ---------------------------------------------------------------- closing connections
 
   /**
@@ -503,6 +484,13 @@ public final class PoolCore {
       return Mono.empty();
     }
     return closer.close(e, c);
+  }
+
+  /** Frees the slot of an entry whose physical connection is gone (or never came). */
+  void freeSlot(PooledEntry e) {
+    slots.free(e);
+    creator.createIfNeeded();
+    checkTerminatedIfClosing();
   }
 
   // ---------------------------------------------------------------- shutdown (see Shutdown)
@@ -555,6 +543,11 @@ public final class PoolCore {
 
   PoolClosedException closedError(String what) {
     return new PoolClosedException(name, what, stats());
+  }
+
+  /** Closes every idle connection, retires every lent one when it comes back, then refills. */
+  public Mono<Void> softEvict() {
+    return lifecycle.softEvict();
   }
 
   /** Opens connections up to {@code initialSize}; emits how many it opened. */
