@@ -89,7 +89,7 @@ final class Acquire implements Subscription, Runnable {
         disposeTimer();
         core.events().cancelled(this, s != NEW);
         if (s == WAITING) {
-          core.waiterLeft(true);
+          core.waiters().left(true);
         }
         // ASSIGNED: the thread holding the assigned entry sees the CAS fail in run() and returns it.
         return;
@@ -204,7 +204,7 @@ final class Acquire implements Subscription, Runnable {
       return false;
     }
     disposeTimer();
-    core.waiterLeft(true);
+    core.waiters().left(true);
     core.events().acquireFailed(this, error, true);
     actual.onError(error);
     return true;
@@ -221,7 +221,7 @@ final class Acquire implements Subscription, Runnable {
       if (STATE.compareAndSet(this, s, DONE)) {
         disposeTimer();
         if (s == WAITING) {
-          core.waiterLeft(false);
+          core.waiters().left(false);
         }
         core.events().acquireFailed(this, error, s == WAITING);
         actual.onError(error);
@@ -238,7 +238,7 @@ final class Acquire implements Subscription, Runnable {
       }
       if (STATE.compareAndSet(this, s, DONE)) {
         if (s == WAITING) {
-          core.waiterLeft(true);
+          core.waiters().left(true);
         }
         core.events().timedOut(this);
         actual.onError(core.timeoutError(this));

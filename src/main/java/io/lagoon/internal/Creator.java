@@ -41,7 +41,7 @@ final class Creator {
 
   private final PoolCore core;
   private final Lifecycle lifecycle;
-  private final AtomicInteger creating;
+  private final AtomicInteger creating = new AtomicInteger();
   private final ConcurrentLinkedQueue<Fill> fills = new ConcurrentLinkedQueue<>();
   private final LongAdder created = new LongAdder();
   private final AtomicLong failures = new AtomicLong();
@@ -55,11 +55,15 @@ final class Creator {
   Creator(PoolCore core, Lifecycle lifecycle) {
     this.core = core;
     this.lifecycle = lifecycle;
-    this.creating = core.creatingCounter();
   }
 
   long created() {
     return created.sum();
+  }
+
+  /** Physical connects in flight (bounded by maxConcurrentCreates). */
+  int creating() {
+    return creating.get();
   }
 
   long failures() {
@@ -101,11 +105,11 @@ final class Creator {
         return;
       }
       Fill fill = null;
-      if (core.pendingCount() <= c) {
+      if (core.waiters().pending() <= c) {
         fill = nextFill();
         if (fill == null
-            && core.idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()
-            && !(c == 0 && failureStreak.get() > 0 && !core.hasOpenConnection())) {
+            && core.slots().idleCount() + lifecycle.revalidating() + c >= core.config().minIdle()
+            && !(c == 0 && failureStreak.get() > 0 && !core.slots().hasOpenConnection())) {
           return; // no demand, no fill, minIdle met, and not down (down: one probe connect)
         }
       }
@@ -121,8 +125,8 @@ final class Creator {
         continue;
       }
       PooledEntry e = new PooledEntry();
-      e.epoch = core.epoch(); // a connect started before a soft eviction is retired after it
-      if (core.reserveSlot(e) < 0) {
+      e.epoch = lifecycle.epoch(); // a connect started before a soft eviction is retired after it
+      if (core.slots().reserve(e) < 0) {
         creating.decrementAndGet();
         if (fill != null) {
           fill.finish(false);
@@ -130,7 +134,7 @@ final class Creator {
         }
         // A slot freed between the scan and the decrement would find `creating` still counting
         // this attempt and start nothing: look once more.
-        if (!core.hasFreeSlot()) {
+        if (!core.slots().hasFree()) {
           return;
         }
         continue;
@@ -162,7 +166,7 @@ final class Creator {
     if (fills.isEmpty()) {
       return;
     }
-    int allocated = core.allocated();
+    int allocated = core.slots().allocated();
     for (Fill f : fills) {
       if (!f.wantsMore() || allocated >= f.target) {
         fills.remove(f);
@@ -243,8 +247,8 @@ final class Creator {
       fill.abort(); // the database refuses: a fill reports what it opened instead of insisting
     }
     creating.decrementAndGet();
-    if (!core.hasOpenConnection()) {
-      core.failWaitersAfterRetries(failureCount); // down: nothing open to wait for
+    if (!core.slots().hasOpenConnection()) {
+      core.outage().failWaitersAfterRetries(failureCount); // down: nothing open to wait for
     }
     if (freeSlot) {
       core.freeSlot(e);
@@ -264,7 +268,7 @@ final class Creator {
   /** Opens connections until {@code target} are allocated; emits how many this call opened. */
   Mono<Integer> fill(int target) {
     return Mono.defer(() -> {
-      int need = target - core.allocated();
+      int need = target - core.slots().allocated();
       if (need <= 0 || core.isClosed()) {
         return Mono.just(0);
       }

@@ -5,7 +5,6 @@ import java.lang.invoke.MethodHandles;
 import java.lang.invoke.VarHandle;
 import java.util.Arrays;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.atomic.LongAdder;
 import org.jspecify.annotations.Nullable;
 import reactor.util.Logger;
@@ -14,7 +13,7 @@ import reactor.util.Loggers;
 /**
  * Reports connections that their borrowers keep: one lent longer than {@code
  * leakDetectionThreshold} (a possible leak), and one whose handle was collected without {@code
- * close()} (a certain one, which {@link PoolCore#reclaimAbandoned} takes back).
+ * close()} (a certain one, which {@link AbandonedHandles#reclaim} takes back).
  *
  * <p>With detection on, each {@code create()} call records its caller's stack in a {@link
  * BorrowSite} (filled by the JVM, turned into text only if it is ever logged); each lend records
@@ -35,14 +34,13 @@ final class LeakDetector {
   private static final Logger LOG = Loggers.getLogger(LeakDetector.class);
 
   private final PoolCore core;
-  private final AtomicReferenceArray<@Nullable PooledEntry> slots;
+  private final Slots slots;
   private final boolean enabled;
   private final long thresholdNanos;
   private final long thresholdMillis;
   private final LongAdder reported = new LongAdder();
 
-  LeakDetector(PoolCore core, PoolConfig config,
-      AtomicReferenceArray<@Nullable PooledEntry> slots) {
+  LeakDetector(PoolCore core, PoolConfig config, Slots slots) {
     this.core = core;
     this.slots = slots;
     this.enabled = config.leakDetection();

@@ -21,13 +21,16 @@ import reactor.core.publisher.Mono;
  * idle connections when one shows the server went away ({@link FatalErrors} decides that), and
  * housekeeping (idle and lifetime retirement, keepalive, soft eviction).
  *
- * <p>It decides and runs the I/O; every state change it causes goes through {@link PoolCore}
- * (take an entry out of IDLE, offer it, destroy it), so the core's invariants hold unchanged.
+ * <p>It decides and runs the I/O; every state change it causes goes through {@link PoolCore}'s
+ * transitions (take an entry out of IDLE by {@link Slots#takeAllIdle}, offer it, destroy it), so
+ * the core's invariants hold unchanged. It keeps the soft-eviction epoch: a connection opened in
+ * an earlier one is retired.
  */
 final class Lifecycle {
 
   private final PoolCore core;
   private final PoolConfig config;
+  private final PoolerHints poolerHints;
   private final long skipWindowNanos;
   private final long maxIdleNanos;
   private final long maxLifeNanos;
@@ -38,14 +41,21 @@ final class Lifecycle {
   private volatile @Nullable Disposable housekeeping;
   /** Idle entries taken out for keepalive or a restart check; they still count toward minIdle. */
   private final AtomicInteger revalidating = new AtomicInteger();
+  /** The soft-eviction epoch: a connection opened in an earlier one is retired. */
+  private final AtomicInteger epoch = new AtomicInteger();
 
   int revalidating() {
     return revalidating.get();
   }
 
+  int epoch() {
+    return epoch.get();
+  }
+
   Lifecycle(PoolCore core, PoolConfig config) {
     this.core = core;
     this.config = config;
+    this.poolerHints = new PoolerHints(core.name());
     this.skipWindowNanos = config.validationSkipWindow().toNanos();
     this.maxIdleNanos = config.maxIdleTime().toNanos();
     this.maxLifeNanos = config.maxLifeTime().toNanos();
@@ -99,7 +109,7 @@ final class Lifecycle {
 
   /** Whether an entry must be closed rather than lent or pooled: broken, soft-evicted or too old. */
   boolean mustRetire(PooledEntry e, long now) {
-    return e.broken || e.epoch != core.epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
+    return e.broken || e.epoch != epoch() || lifeLimited && now - e.expiresAtNanos >= 0;
   }
 
   /** Whether an IDLE entry must be validated before it is lent. */
@@ -280,9 +290,25 @@ final class Lifecycle {
 
   // ---------------------------------------------------------------- dead connections
 
+  /**
+   * An error came through a lent connection: if it means the connection is gone, mark it (it is
+   * closed when it comes back); if the server went away, check the idle ones now.
+   */
+  void onConnectionError(PooledEntry e, Throwable error) {
+    int verdict = FatalErrors.classify(error);
+    if (verdict != FatalErrors.NOT_FATAL) {
+      e.broken = true;
+      if (verdict == FatalErrors.SERVER_GONE) {
+        checkIdleNow();
+      }
+    } else {
+      poolerHints.onError(error);
+    }
+  }
+
   /** Validates every idle connection now (the server may have restarted). */
   void checkIdleNow() {
-    for (PooledEntry e : core.takeAllIdle(e -> true)) {
+    for (PooledEntry e : core.slots().takeAllIdle(e -> true)) {
       revalidate(e);
     }
   }
@@ -300,6 +326,24 @@ final class Lifecycle {
         e.evictReason = io.lagoon.PoolListener.EvictionReason.VALIDATION;
         core.destroy(e);
       }
+    });
+  }
+
+  // ---------------------------------------------------------------- soft eviction
+
+  /**
+   * Closes every idle connection and retires every lent one when it comes back, then opens as
+   * many connections as the pool held before.
+   */
+  Mono<Void> softEvict() {
+    return Mono.defer(() -> {
+      int before = core.slots().allocated();
+      epoch.incrementAndGet();
+      List<Mono<Void>> closes = new ArrayList<>();
+      for (PooledEntry e : core.slots().takeAllIdle(e -> true)) {
+        closes.add(core.destroy(e));
+      }
+      return Mono.when(closes).then(core.creator().fill(before)).then();
     });
   }
 
@@ -325,7 +369,7 @@ final class Lifecycle {
    * refill minIdle. Lends past leakDetectionThreshold are reported first.
    */
   void housekeep() {
-    core.reclaimAbandoned();
+    core.abandoned().reclaim();
     if (core.isClosed()) {
       return;
     }
@@ -333,8 +377,8 @@ final class Lifecycle {
     core.leaks().check(now);
     int[] idleLeft = {core.stats().idle()};
     int[] lifetimeBudget = {Math.max(1, config.maxSize() / 4)};
-    List<PooledEntry> retire = core.takeAllIdle(e -> {
-      if (e.broken || e.epoch != core.epoch()) {
+    List<PooledEntry> retire = core.slots().takeAllIdle(e -> {
+      if (e.broken || e.epoch != epoch()) {
         idleLeft[0]--;
         return true;
       }
@@ -351,9 +395,10 @@ final class Lifecycle {
     });
     retire.forEach(core::destroy);
     if (keepaliveNanos > 0 && !PoolConfig.isNoLimit(config.keepaliveInterval())) {
-      core.takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
+      core.slots()
+          .takeAllIdle(e -> now - e.lastAliveNanos >= keepaliveNanos - e.keepaliveJitterNanos)
           .forEach(this::revalidate);
     }
-    core.refill();
+    core.creator().createIfNeeded(); // connects for minIdle and waiters, if any are missing
   }
 }

@@ -4,50 +4,41 @@ import io.lagoon.PoolAcquireTimeoutException;
 import io.lagoon.PoolClosedException;
 import io.lagoon.PoolExhaustedException;
 import io.lagoon.PoolStats;
-import io.lagoon.PoolUnavailableException;
 import io.r2dbc.spi.Connection;
-import java.lang.ref.PhantomReference;
-import java.lang.ref.Reference;
-import java.lang.ref.ReferenceQueue;
 import java.time.Duration;
-import java.util.ArrayList;
-import java.util.List;
-import java.util.concurrent.ConcurrentLinkedDeque;
-import java.util.concurrent.atomic.AtomicBoolean;
-import java.util.concurrent.atomic.AtomicInteger;
-import java.util.concurrent.atomic.AtomicReferenceArray;
 import java.util.concurrent.atomic.LongAdder;
-import java.util.function.Predicate;
 import org.jspecify.annotations.Nullable;
 import reactor.core.CoreSubscriber;
-import reactor.core.Disposable;
 import reactor.core.publisher.Mono;
 import reactor.core.publisher.Operators;
-import reactor.core.publisher.Sinks;
 import reactor.core.scheduler.Scheduler;
 
 /*
  * The pool's state machine. Everything that decides who gets which connection is in this class,
- * Acquire (one subscriber's acquire) and PooledEntry (one physical connection).
+ * Acquire (one subscriber's acquire) and PooledEntry (one physical connection). The classes named
+ * in [brackets] keep part of the state or carry out part of the work; they move an entry only by
+ * the transitions stated here.
  *
  * STATE
- *   slots[maxSize]  null (free) or one PooledEntry: a physical connection being opened, open, or
- *                   being closed. Opening starts only after a CAS null -> entry on a slot; the slot
- *                   is freed (CAS entry -> null) only once the physical close finished or its
- *                   maxCloseTime passed.
+ *   slots[maxSize]  [Slots] null (free) or one PooledEntry: a physical connection being opened,
+ *                   open, or being closed. Opening starts only after a CAS null -> entry on a slot;
+ *                   the slot is freed (CAS entry -> null) only once the physical close finished or
+ *                   its maxCloseTime passed [Closer].
  *   entry.stamp     (generation << 2) | state, state one of
  *                     IDLE     parked in its slot; anyone may take it by CAS
  *                     OWNED    held by exactly one pool actor: its creator, a releaser, an
  *                              acquirer, a closer
  *                     LENT     lent to the handle whose stamp equals it; that handle's close()
- *                              returns it by CAS (g,LENT) -> (g,OWNED)
- *                     CLOSING  the physical close is running
+ *                              returns it by CAS (g,LENT) -> (g,OWNED), as does the reclaim of a
+ *                              handle collected without close() [AbandonedHandles]
+ *                     CLOSING  the physical close is running [Closer]
  *                   Each lend starts a new generation, so an earlier handle can never match again.
- *   waiters         FIFO deque of Acquires that wait. An Acquire leaves WAITING exactly once, by
- *                   CAS (assigned, cancelled, timed out, failed); dead nodes stay in the deque until
- *                   someone polls them or a sweep runs.
- *   pending         the number of Acquires in WAITING: a counter, never a queue scan.
- *   creating        physical connects in flight (bounded by maxConcurrentCreates).
+ *   waiters         [Waiters] FIFO deque of Acquires that wait. An Acquire leaves WAITING exactly
+ *                   once, by CAS (assigned, cancelled, timed out, failed); dead nodes stay in the
+ *                   deque until someone polls them or a sweep runs.
+ *   pending         [Waiters] the number of Acquires in WAITING: a counter, never a queue scan.
+ *   creating        [Creator] physical connects in flight (bounded by maxConcurrentCreates).
+ *   closing         set once by shutdown [Shutdown]; read here on every path that lends or parks.
  *
  * INVARIANTS
  *   I1 open + opening + closing <= maxSize, at every instant: each holds a slot.
@@ -62,8 +53,9 @@ import reactor.core.scheduler.Scheduler;
  *      deque is empty, so no newcomer overtakes a waiter that was queued before it looked; entries
  *      always go to the head waiter.
  *   I5 An OWNED entry leaves OWNED exactly once: lent, parked IDLE, or closed.
- *   I6 After close() no entry is parked IDLE for good: shutdown sets `closed`, then closes the
- *      idle entries; whoever parks an entry re-checks `closed` afterwards (the same Dekker pair).
+ *   I6 After close() no entry is parked IDLE for good: shutdown wins `closed`, sets `closing`, then
+ *      closes the idle entries; whoever parks an entry re-checks `closing` afterwards (the same
+ *      Dekker pair), and a lend that sees it reports to Shutdown (lentWhileClosing).
  *
  * THREADS
  *   No locks; any method may run on any thread. No subscriber code runs between a CAS and the
@@ -73,6 +65,13 @@ import reactor.core.scheduler.Scheduler;
  *   thread is already delivering runs nested, up to eight levels, then queued (Trampoline): the
  *   stack stays bounded with synchronous drivers, and a subscriber that blocks on an acquire
  *   inside its own delivery is still served.
+ *
+ * WHO DOES WHAT
+ *   Here: acquire (fast path, queueing), takeIdle, lend, offer, release, destroy. Closer runs the
+ *   physical closes destroy() starts; Shutdown runs close(); Outage fails acquires while the pool
+ *   is down (last connect failed, nothing open), when this class or Creator asks. Creator opens
+ *   connections and Lifecycle validates, resets and retires them, each through this class's
+ *   transitions; LeakDetector and PoolEvents only observe.
  */
 
 /** The pool's state machine; see the comment at the top of this file. */
@@ -82,29 +81,19 @@ public final class PoolCore {
   private final String name;
   private final Scheduler scheduler;
   private final PoolClock clock;
-  private final AtomicReferenceArray<@Nullable PooledEntry> slots;
-  private final ConcurrentLinkedDeque<Acquire> waiters = new ConcurrentLinkedDeque<>();
-  private final AtomicInteger pending = new AtomicInteger();
-  private final AtomicInteger deadWaiters = new AtomicInteger();
-  private final AtomicInteger creating = new AtomicInteger();
+  private final Slots slots;
+  private final Waiters waiters = new Waiters(this);
   private final Creator creator;
+  private final Closer closer;
+  private final Shutdown shutdown;
+  private final Outage outage;
   private final Lifecycle lifecycle;
-  private final AtomicInteger epoch = new AtomicInteger();
-  private final AtomicBoolean closed = new AtomicBoolean();
   private volatile boolean closing;
-  private volatile boolean forceClosed;
-  private final Sinks.Empty<Void> idleClosed = Sinks.empty();
-  private final Sinks.Empty<Void> terminated = Sinks.empty();
 
   private final LongAdder acquires = new LongAdder();
   private final LongAdder timeouts = new LongAdder();
   private final LongAdder rejections = new LongAdder();
-  private final LongAdder closedCount = new LongAdder();
-  private final LongAdder abandonedCount = new LongAdder();
-  private final LongAdder unavailableCount = new LongAdder();
-  private final AtomicInteger abandonedCloses = new AtomicInteger();
-  private final ReferenceQueue<PooledConnection> abandoned = new ReferenceQueue<>();
-  private final PoolerHints poolerHints;
+  private final AbandonedHandles abandoned = new AbandonedHandles(this);
   private final LeakDetector leaks;
   private final PoolEvents events = new PoolEvents(this);
 
@@ -113,15 +102,13 @@ public final class PoolCore {
     this.name = config.poolName();
     this.scheduler = config.scheduler();
     this.clock = PoolClock.of(scheduler);
-    this.slots = new AtomicReferenceArray<>(config.maxSize());
-    this.poolerHints = new PoolerHints(name);
+    this.slots = new Slots(config.maxSize());
     this.leaks = new LeakDetector(this, config, slots);
     this.lifecycle = new Lifecycle(this, config);
     this.creator = new Creator(this, lifecycle);
-  }
-
-  int epoch() {
-    return epoch.get();
+    this.closer = new Closer(this, config);
+    this.shutdown = new Shutdown(this, lifecycle, creator);
+    this.outage = new Outage(this, creator);
   }
 
   String name() {
@@ -144,6 +131,34 @@ public final class PoolCore {
     return closing;
   }
 
+  Slots slots() {
+    return slots;
+  }
+
+  Waiters waiters() {
+    return waiters;
+  }
+
+  Lifecycle lifecycle() {
+    return lifecycle;
+  }
+
+  Creator creator() {
+    return creator;
+  }
+
+  Outage outage() {
+    return outage;
+  }
+
+  AbandonedHandles abandoned() {
+    return abandoned;
+  }
+
+  LeakDetector leaks() {
+    return leaks;
+  }
+
   // ---------------------------------------------------------------- acquire
 
   /**
@@ -162,10 +177,6 @@ public final class PoolCore {
   /** The caller's stack, for {@link #acquireMono}, with leak detection on; else null. */
   public @Nullable Throwable borrowSite() {
     return leaks.borrowSite();
-  }
-
-  LeakDetector leaks() {
-    return leaks;
   }
 
   void acquire(Acquire a) {
@@ -194,41 +205,11 @@ public final class PoolCore {
         return;
       }
     }
-    if (config.acquireRetry() == 0 && isDown()) {
-      if (a.fail(unavailableError())) { // nothing open to wait for, connects fail: fail fast
-        unavailableCount.increment();
-      }
+    if (config.acquireRetry() == 0 && outage.isDown()) {
+      outage.failNow(a); // nothing open to wait for, connects fail: fail fast
       return;
     }
     enqueue(a);
-  }
-
-  /**
-   * Down: the last connect failed and no connection is open, so a waiter could only wait for the
-   * back-off and the next connect. One volatile read while connects succeed.
-   */
-  boolean isDown() {
-    return creator.failureStreak() > 0 && !hasOpenConnection();
-  }
-
-  /** Whether some connection is open: idle, lent, or held by the pool (validating, resetting). */
-  boolean hasOpenConnection() {
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.connection != null && e.state() != PooledEntry.CLOSING) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  private PoolUnavailableException unavailableError() {
-    long now = now();
-    Throwable cause = creator.lastError();
-    return new PoolUnavailableException(name, creator.failureStreak(),
-        Duration.ofNanos(Math.max(0, now - creator.lastErrorNanos())),
-        Duration.ofNanos(Math.max(0, creator.retryAtNanos() - now)), stats(),
-        cause != null ? cause : new IllegalStateException("no connect error recorded"));
   }
 
   /** Validates the entry first if it must, then delivers it. */
@@ -260,29 +241,24 @@ public final class PoolCore {
     if (!a.requeue()) {
       return; // it was cancelled or timed out meanwhile
     }
-    pending.incrementAndGet();
-    waiters.offerFirst(a);
+    waiters.addFirst(a);
     afterQueued();
   }
 
   private void enqueue(Acquire a) {
-    reclaimAbandoned(); // the pool looks busy: connections nobody can close any more come back
-    int p;
-    do {
-      p = pending.get();
-      if (p >= config.maxPendingAcquires()) {
-        rejections.increment();
-        a.fail(new PoolExhaustedException(name, config.maxPendingAcquires(), stats()));
-        return;
-      }
-    } while (!pending.compareAndSet(p, p + 1));
-    // Joining a pool that is down counts as having seen its last connect failure.
-    a.failuresAtStart = creator.failures() - (isDown() ? 1 : 0);
-    if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
-      pending.decrementAndGet(); // cancelled before it could wait
+    abandoned.reclaim(); // the pool looks busy: connections nobody can close any more come back
+    if (!waiters.tryCount(config.maxPendingAcquires())) {
+      rejections.increment();
+      a.fail(new PoolExhaustedException(name, config.maxPendingAcquires(), stats()));
       return;
     }
-    waiters.offerLast(a);
+    // Joining a pool that is down counts as having seen its last connect failure.
+    a.failuresAtStart = creator.failures() - (outage.isDown() ? 1 : 0);
+    if (!a.startWaiting(now(), config.maxAcquireTime().toNanos())) {
+      waiters.uncount(); // cancelled before it could wait
+      return;
+    }
+    waiters.addLast(a);
     afterQueued();
   }
 
@@ -292,12 +268,12 @@ public final class PoolCore {
    */
   private void afterQueued() {
     if (closing) {
-      failWaiters();
+      waiters.failAll();
       return;
     }
-    if (isDown()) {
+    if (outage.isDown()) {
       // A connect may have failed as this waiter joined, and its scan missed the waiter.
-      failWaitersAfterRetries(creator.failures());
+      outage.failWaitersAfterRetries(creator.failures());
       if (waiters.isEmpty()) {
         return;
       }
@@ -359,51 +335,15 @@ public final class PoolCore {
     return null;
   }
 
-  /** Takes every idle entry that {@code which} selects, highest slot first. */
-  List<PooledEntry> takeAllIdle(Predicate<PooledEntry> which) {
-    List<PooledEntry> taken = new ArrayList<>();
-    for (int i = slots.length() - 1; i >= 0; i--) {
-      PooledEntry e = slots.get(i);
-      long s;
-      if (e != null && PooledEntry.state(s = e.stamp()) == PooledEntry.IDLE && which.test(e)
-          && e.takeIdle(s, false) != -1) {
-        taken.add(e); // the choice was made on the same reading the CAS checks
-      }
-    }
-    return taken;
-  }
-
-  int idleCount() {
-    int n = 0;
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.state() == PooledEntry.IDLE) {
-        n++;
-      }
-    }
-    return n;
-  }
-
   /** Makes an OWNED entry LENT to a new generation and returns its handle. */
   PooledConnection lend(PooledEntry e, @Nullable Throwable site) {
     long s = PooledEntry.nextLend(e.stamp());
     e.setStamp(s);
     if (closing) {
-      lentWhileClosing(e, s); // I6: shutdown may have looked at this entry while it was OWNED
+      // I6: shutdown may have looked at this entry while it was OWNED
+      shutdown.lentWhileClosing(e, s);
     }
     return handle(e, s, site, PoolEvents.NO_TIME);
-  }
-
-  /**
-   * A lend that raced with shutdown: a forced close (closeLent) that already ran closes it now,
-   * under its borrower; otherwise close() may now be done waiting for the entries it could close.
-   */
-  private void lentWhileClosing(PooledEntry e, long s) {
-    if (forceClosed && e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
-      destroy(e);
-    } else {
-      checkTerminated();
-    }
   }
 
   /**
@@ -416,47 +356,8 @@ public final class PoolCore {
     events.lent(e, now);
     leaks.lent(e, stamp, site);
     PooledConnection h = new PooledConnection(this, e, stamp);
-    e.lendWatch = new LendWatch(h, abandoned, e, stamp);
+    e.lendWatch = abandoned.watch(h, e, stamp);
     return h;
-  }
-
-  /**
-   * A phantom reference to one lend's handle. The entry holds it while the lend lasts; once the
-   * handle is unreachable without having been closed (an operator such as {@code timeout()} dropped
-   * the connection as it arrived, or the application lost it), the garbage collector queues it and
-   * {@link #reclaimAbandoned} takes the connection back. A released entry drops its watch, so a
-   * closed handle that is collected later queues nothing.
-   */
-  private static final class LendWatch extends PhantomReference<PooledConnection> {
-    final PooledEntry entry;
-    final long stamp;
-
-    LendWatch(PooledConnection handle, ReferenceQueue<PooledConnection> queue, PooledEntry entry,
-        long stamp) {
-      super(handle, queue);
-      this.entry = entry;
-      this.stamp = stamp;
-    }
-  }
-
-  /**
-   * Takes back every connection whose handle the garbage collector found unreachable while still
-   * lent to it: nobody can close it any more. Its state is unknown (a transaction may be open), so
-   * it is closed, not reset, and its slot freed. Runs on the slow path of acquire and in
-   * housekeeping; costs one volatile read when nothing was abandoned.
-   */
-  void reclaimAbandoned() {
-    Reference<? extends PooledConnection> r;
-    while ((r = abandoned.poll()) != null) {
-      LendWatch w = (LendWatch) r;
-      PooledEntry e = w.entry;
-      if (e.cas(w.stamp, PooledEntry.withState(w.stamp, PooledEntry.OWNED))) {
-        abandonedCount.increment();
-        e.evictReason = io.lagoon.PoolListener.EvictionReason.ABANDONED;
-        leaks.abandoned(e, w.stamp, stats()); // the WARN, with the borrow site if known
-        destroy(e);
-      }
-    }
   }
 
   /** An entry the fast path lent with {@code stamp} but could not deliver: taken back, offered. */
@@ -464,15 +365,6 @@ public final class PoolCore {
     if (e.cas(stamp, PooledEntry.withState(stamp, PooledEntry.OWNED))) {
       offer(e);
     } // else the pool's shutdown took it (closeLent) and closes it
-  }
-
-  /** Called once per Acquire that leaves WAITING other than by assignment. */
-  void waiterLeft(boolean leavesDeadNode) {
-    pending.decrementAndGet();
-    if (leavesDeadNode && deadWaiters.incrementAndGet() > Math.max(64, pending.get())) {
-      deadWaiters.set(0);
-      waiters.removeIf(w -> w.state() != Acquire.WAITING);
-    }
   }
 
   // ---------------------------------------------------------------- release
@@ -499,7 +391,7 @@ public final class PoolCore {
       Acquire w;
       while ((w = waiters.pollFirst()) != null) {
         if (w.assign(e)) {
-          pending.decrementAndGet();
+          waiters.uncount();
           Trampoline.run(w);
           return;
         }
@@ -546,7 +438,7 @@ public final class PoolCore {
       long idle = PooledEntry.withState(lentStamp, PooledEntry.IDLE);
       if (e.cas(lentStamp, idle)) {
         events.returned(lentAt, now); // only the close that won: two racing closes count once
-        if ((!waiters.isEmpty() || closing || e.epoch != epoch())
+        if ((!waiters.isEmpty() || closing || e.epoch != lifecycle.epoch())
             && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
           offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
         }
@@ -581,121 +473,6 @@ public final class PoolCore {
     }
   }
 
-  /**
-   * An error came through a lent connection: if it means the connection is gone, mark it (it is
-   * closed when it comes back); if the server went away, check the idle ones now.
-   */
-  void onConnectionError(PooledEntry e, Throwable error) {
-    int verdict = FatalErrors.classify(error);
-    if (verdict != FatalErrors.NOT_FATAL) {
-      e.broken = true;
-      if (verdict == FatalErrors.SERVER_GONE) {
-        lifecycle.checkIdleNow();
-      }
-    } else {
-      poolerHints.onError(error);
-    }
-  }
-
-  /** Starts connects for minIdle and waiters, if any are missing. */
-  void refill() {
-    creator.createIfNeeded();
-  }
-
-  /**
-   * Closes every idle connection and retires every lent one when it comes back, then opens as
-   * many connections as the pool held before.
-   */
-  public Mono<Void> softEvict() {
-    return Mono.defer(() -> {
-      int before = allocated();
-      epoch.incrementAndGet();
-      List<Mono<Void>> closes = new ArrayList<>();
-      for (PooledEntry e : takeAllIdle(e -> true)) {
-        closes.add(destroy(e));
-      }
-      return Mono.when(closes).then(creator.fill(before)).then();
-    });
-  }
-
-  /**
-   * While the pool is down, fails the oldest waiters that saw more than acquireRetry connect
-   * failures (a waiter that joined while the pool was down counts that failure too).
-   */
-  void failWaitersAfterRetries(long failures) {
-    int retries = config.acquireRetry();
-    if (retries == Integer.MAX_VALUE) {
-      return;
-    }
-    PoolUnavailableException error = null;
-    for (Acquire w : waiters) {
-      if (w.state() != Acquire.WAITING) {
-        continue;
-      }
-      if (failures - w.failuresAtStart <= retries) {
-        return; // later waiters started later and saw fewer failures
-      }
-      if (error == null) {
-        error = unavailableError();
-      }
-      if (w.failWaiting(error)) {
-        unavailableCount.increment();
-      }
-    }
-  }
-
-  // ---------------------------------------------------------------- creation
-
-  /** Reserves a free slot for a new entry; -1 when the pool is full. */
-  int reserveSlot(PooledEntry e) {
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      if (slots.get(i) == null && slots.compareAndSet(i, null, e)) {
-        e.slot = i;
-        return i;
-      }
-    }
-    return -1;
-  }
-
-  boolean hasFreeSlot() {
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      if (slots.get(i) == null) {
-        return true;
-      }
-    }
-    return false;
-  }
-
-  /** Connections taken back because their handle was collected without close(). */
-  long abandoned() {
-    return abandonedCount.sum();
-  }
-
-  int allocated() {
-    int n = 0;
-    for (int i = 0; i < slots.length(); i++) {
-      if (slots.get(i) != null) {
-        n++;
-      }
-    }
-    return n;
-  }
-
-  int pendingCount() {
-    return pending.get();
-  }
-
-  AtomicInteger creatingCounter() {
-    return creating;
-  }
-
-  /** Frees the slot of an entry whose physical connection is gone (or never came). */
-  void freeSlot(PooledEntry e) {
-    slots.compareAndSet(e.slot, e, null);
-    creator.createIfNeeded();
-    checkTerminatedIfClosing();
-  }
-
   // ---------------------------------------------------------------- closing connections
 
   /**
@@ -705,98 +482,30 @@ public final class PoolCore {
   Mono<Void> destroy(PooledEntry e) {
     e.setStamp(PooledEntry.withState(e.stamp(), PooledEntry.CLOSING));
     events.evicted(e);
-    if (!waiters.isEmpty() && isDown()) {
-      failWaitersAfterRetries(creator.failures()); // the last open connection went: fail fast
+    if (!waiters.isEmpty() && outage.isDown()) {
+      // the last open connection went: fail fast
+      outage.failWaitersAfterRetries(creator.failures());
     }
     Connection c = e.connection;
     if (c == null) {
       freeSlot(e);
       return Mono.empty();
     }
-    Close close = new Close(e);
-    close.start(c);
-    return close.done.asMono();
+    return closer.close(e, c);
   }
 
-  /**
-   * One physical close, bounded by maxCloseTime. A close that ends in time frees its slot then. One
-   * that hangs past maxCloseTime is abandoned: its slot is freed so the pool can replace the
-   * connection, while the close goes on; at most {@code maxSize} abandoned closes may be pending
-   * at once, beyond that a hanging close keeps its slot until it really ends. So the pool never has
-   * more than {@code maxSize} connections open, opening or closing within maxCloseTime, and never
-   * more than twice that many sockets, however the driver's closes hang.
-   */
-  private final class Close implements Runnable {
-    private static final int RUNNING = 0;
-    private static final int ENDED = 1;
-    private static final int ABANDONED = 2;
-    private static final int OVER_BUDGET = 3;
-
-    final PooledEntry entry;
-    final Sinks.Empty<Void> done = Sinks.empty();
-    private final AtomicInteger state = new AtomicInteger(RUNNING);
-    private volatile @Nullable Disposable timer;
-
-    Close(PooledEntry entry) {
-      this.entry = entry;
-    }
-
-    void start(Connection c) {
-      try {
-        timer = Timers.after(scheduler, config.maxCloseTime(), this);
-      } catch (java.util.concurrent.RejectedExecutionException schedulerGone) {
-        timer = null; // no bound without a scheduler: the slot waits for the close itself
-      }
-      Mono.defer(() -> Mono.from(c.close())).subscribe(null, err -> ended(), this::ended);
-    }
-
-    /** maxCloseTime passed first. */
-    @Override
-    public void run() {
-      boolean counted = abandonedCloses.incrementAndGet() <= config.maxSize();
-      if (!counted) {
-        abandonedCloses.decrementAndGet();
-      }
-      if (!state.compareAndSet(RUNNING, counted ? ABANDONED : OVER_BUDGET)) {
-        if (counted) {
-          abandonedCloses.decrementAndGet(); // it ended meanwhile
-        }
-        return;
-      }
-      if (counted) {
-        finish();
-      }
-    }
-
-    private void ended() {
-      Disposable t = timer;
-      if (t != null) {
-        t.dispose();
-      }
-      int before = state.getAndSet(ENDED);
-      if (before == ABANDONED) {
-        abandonedCloses.decrementAndGet(); // its slot was freed at maxCloseTime
-      } else if (before != ENDED) {
-        finish();
-      }
-    }
-
-    private void finish() {
-      closedCount.increment();
-      freeSlot(entry);
-      done.tryEmitEmpty();
-    }
+  /** Frees the slot of an entry whose physical connection is gone (or never came). */
+  void freeSlot(PooledEntry e) {
+    slots.free(e);
+    creator.createIfNeeded();
+    checkTerminatedIfClosing();
   }
 
-
-  // ---------------------------------------------------------------- shutdown
+  // ---------------------------------------------------------------- shutdown (see Shutdown)
 
   /** Starts shutdown; completes when idle connections and connects in flight are closed. */
   public Mono<Void> close() {
-    return Mono.defer(() -> {
-      shutdown();
-      return idleClosed.asMono();
-    });
+    return shutdown.close();
   }
 
   /**
@@ -804,117 +513,33 @@ public final class PoolCore {
    * under their borrowers. Completes when every connection is closed.
    */
   public Mono<Void> closeGracefully(Duration grace) {
-    return Mono.defer(() -> {
-      shutdown();
-      return terminated.asMono()
-          .timeout(grace, scheduler)
-          .onErrorResume(java.util.concurrent.TimeoutException.class, t -> {
-            closeLent();
-            return terminated.asMono();
-          });
-    });
+    return shutdown.closeGracefully(grace);
   }
 
   /** Starts shutdown and waits, for a bounded time, until idle connections are closed. */
   public void dispose() {
-    shutdown();
-    try {
-      idleClosed.asMono().block(config.maxCloseTime().plusSeconds(1));
-    } catch (RuntimeException e) {
-      // Not allowed to block on this thread, or closing took too long: shutdown goes on in the
-      // background; dispose() has done what it promises (new acquires are refused).
-    }
+    shutdown.dispose();
   }
 
-  private void shutdown() {
-    if (!closed.compareAndSet(false, true)) {
-      return;
-    }
+  /** Shutdown's first step, once: from now on every path that reads {@code closing} stops. */
+  void markClosing() {
     closing = true;
-    lifecycle.stop();
-    failWaiters();
-    creator.shutdown();
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.takeIdle(false) != -1) {
-        destroy(e);
-      }
-    }
-    checkTerminated();
-  }
-
-  private void failWaiters() {
-    Acquire w;
-    while ((w = waiters.pollFirst()) != null) {
-      w.fail(closedError("the pool closed while this subscriber waited"));
-    }
-  }
-
-  private void closeLent() {
-    forceClosed = true; // before the scan: a lend after it sees the flag (lentWhileClosing)
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e == null) {
-        continue;
-      }
-      long s = e.stamp();
-      if (PooledEntry.state(s) == PooledEntry.LENT
-          && e.cas(s, PooledEntry.withState(s, PooledEntry.OWNED))) {
-        destroy(e);
-      }
-    }
   }
 
   void checkTerminatedIfClosing() {
     if (closing) {
-      checkTerminated();
-    }
-  }
-
-  private void checkTerminated() {
-    boolean empty = true;
-    boolean onlyLent = true;
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null) {
-        empty = false;
-        if (e.state() != PooledEntry.LENT) {
-          onlyLent = false;
-        }
-      }
-    }
-    if (onlyLent && creating.get() == 0) {
-      idleClosed.tryEmitEmpty();
-    }
-    if (empty && creating.get() == 0) {
-      idleClosed.tryEmitEmpty();
-      terminated.tryEmitEmpty();
-      events.terminated();
+      shutdown.checkTerminated();
     }
   }
 
   // ---------------------------------------------------------------- stats and errors
 
   public PoolStats stats() {
-    int allocated = 0;
-    int idle = 0;
-    int lent = 0;
-    for (int i = 0; i < slots.length(); i++) {
-      PooledEntry e = slots.get(i);
-      if (e == null) {
-        continue;
-      }
-      allocated++;
-      int s = e.state();
-      if (s == PooledEntry.IDLE) {
-        idle++;
-      } else if (s == PooledEntry.LENT) {
-        lent++;
-      }
-    }
-    return new PoolStats(name, config.maxSize(), allocated, idle, lent, Math.max(0, pending.get()),
-        acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closedCount.sum(),
-        creator.failures(), unavailableCount.sum(), abandonedCount.sum(), leaks.reported());
+    Slots.Counts slot = slots.count();
+    return new PoolStats(name, config.maxSize(), slot.allocated(), slot.idle(), slot.lent(),
+        Math.max(0, waiters.pending()),
+        acquires.sum(), timeouts.sum(), rejections.sum(), creator.created(), closer.closed(),
+        creator.failures(), outage.unavailable(), abandoned.count(), leaks.reported());
   }
 
   PoolAcquireTimeoutException timeoutError(Acquire a) {
@@ -926,6 +551,11 @@ public final class PoolCore {
 
   PoolClosedException closedError(String what) {
     return new PoolClosedException(name, what, stats());
+  }
+
+  /** Closes every idle connection, retires every lent one when it comes back, then refills. */
+  public Mono<Void> softEvict() {
+    return lifecycle.softEvict();
   }
 
   /** Opens connections up to {@code initialSize}; emits how many it opened. */
@@ -959,31 +589,14 @@ public final class PoolCore {
     return config.maxPendingAcquires();
   }
 
-  /**
-   * How long the oldest waiting acquire has waited; 0 when none waits. Amortized O(1): it reads
-   * the head of the queue and drops the dead nodes it meets there, each of them once.
-   */
+  /** How long the oldest waiting acquire has waited; 0 when none waits. Amortized O(1). */
   public long oldestWaitNanos() {
-    if (pending.get() <= 0) {
-      return 0;
-    }
-    for (java.util.Iterator<Acquire> it = waiters.iterator(); it.hasNext(); ) {
-      Acquire a = it.next();
-      if (a.state() == Acquire.WAITING) {
-        return Math.max(0, now() - a.waitStartNanos);
-      }
-      it.remove(); // cancelled, timed out or failed: nobody polled it yet
-    }
-    return 0;
+    return waiters.oldestWaitNanos();
   }
 
-  /** The connect error that keeps the pool down (no connection open, last connect failed), or null. */
+  /** The connect error that keeps the pool down, or null; see {@link Outage}. */
   public @Nullable Throwable downCause() {
-    if (!isDown()) {
-      return null;
-    }
-    Throwable e = creator.lastError();
-    return e != null ? e : new IllegalStateException("connects fail");
+    return outage.cause();
   }
 
   /**
@@ -991,16 +604,7 @@ public final class PoolCore {
    * use, validated, opened); -1 when no connection is idle.
    */
   public long freshestIdleNanos() {
-    long now = now();
-    long best = -1;
-    for (int i = 0, n = slots.length(); i < n; i++) {
-      PooledEntry e = slots.get(i);
-      if (e != null && e.state() == PooledEntry.IDLE) {
-        long age = Math.max(0, now - e.lastAliveNanos);
-        best = best < 0 ? age : Math.min(best, age);
-      }
-    }
-    return best;
+    return slots.freshestIdleNanos(now());
   }
 
   @Override

@@ -245,7 +245,7 @@ public final class PoolEvents {
     EvictionReason reason = noted != null ? noted
         : e.broken ? EvictionReason.BROKEN
         : core.isClosed() ? EvictionReason.CLOSED
-        : e.epoch != core.epoch() ? EvictionReason.SOFT
+        : e.epoch != core.lifecycle().epoch() ? EvictionReason.SOFT
         : core.now() - e.expiresAtNanos >= 0 ? EvictionReason.LIFETIME
         : EvictionReason.IDLE;
     emit(l -> l.onEvict(reason));

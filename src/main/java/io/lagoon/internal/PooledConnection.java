@@ -125,7 +125,8 @@ final class PooledConnection implements Connection, Wrapped<Connection> {
    * stream is subscribed and not yet terminated or cancelled it counts as open (see STREAMING).
    */
   <T> Flux<T> watch(Publisher<T> publisher) {
-    return new OpenStream<>(Flux.from(publisher), open, e -> core.onConnectionError(entry, e));
+    return new OpenStream<>(Flux.from(publisher), open,
+        e -> core.lifecycle().onConnectionError(entry, e));
   }
 
   /**

@@ -56,7 +56,7 @@ final class PooledEntry {
   int epoch;
 
   /**
-   * The current lend's watch on its handle (see {@link PoolCore#reclaimAbandoned}); written by the
+   * The current lend's watch on its handle (see {@link AbandonedHandles#reclaim}); written by the
    * lender, cleared by the releaser before the entry leaves LENT.
    */
   @Nullable Object lendWatch;
