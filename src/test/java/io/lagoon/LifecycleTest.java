@@ -641,6 +641,23 @@ class LifecycleTest extends PoolFixture {
   }
 
   @Test
+  void aLentConnectionThatFailedFatallyIsNothingToWaitFor() {
+    ConnectionPool pool = pool(b -> b.maxSize(2).maxAcquireTime(Duration.ofSeconds(5)));
+    Borrower holder = Borrower.borrow(pool.create());
+    holder.physical().breakConnection(); // the server went away under the borrower's query
+    StepVerifier.create(Flux.from(holder.connection().createStatement("SELECT 1").execute()))
+        .expectErrorMessage("connection broken (fake)").verify();
+    driver.failConnects(true);
+    Borrower waiter = Borrower.borrow(pool.create()); // the connect for it fails
+    assertThat(waiter.error()).as("the only open connection is broken: the pool is down")
+        .isInstanceOf(PoolUnavailableException.class);
+    assertThat(Borrower.borrow(pool.create()).error()).as("and fails the next acquire at once")
+        .isInstanceOf(PoolUnavailableException.class);
+    holder.release();
+    assertThat(holder.physical().isClosed()).isTrue();
+  }
+
+  @Test
   void acquireRetryFailsAWaiterAfterThatManyConnectFailuresWithinItsDeadline() {
     driver.failConnects(true);
     ConnectionPool pool = pool(b -> b.maxSize(2).acquireRetry(2)
@@ -885,12 +902,12 @@ class LifecycleTest extends PoolFixture {
     holder.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
     StepVerifier.create(Flux.from(holder.connection().createStatement("SELECT 1").execute()))
         .expectError().verify();
-    other.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
-    StepVerifier.create(Flux.from(other.connection().createStatement("SELECT 1").execute()))
-        .expectError().verify();
     holder.release(); // broken: closed; its replacement connect fails, one connection still open
     Borrower waiter = Borrower.borrow(pool.create());
     assertThat(waiter.error()).as("a connection is still open: wait for it").isNull();
+    other.physical().failNextStatement(new R2dbcNonTransientResourceException("gone"));
+    StepVerifier.create(Flux.from(other.connection().createStatement("SELECT 1").execute()))
+        .expectError().verify();
     other.release(); // the last open connection goes: nothing left to wait for
     assertThat(waiter.error()).isInstanceOf(PoolUnavailableException.class);
   }

@@ -77,11 +77,15 @@ final class Slots {
     return n;
   }
 
-  /** Whether some connection is open: idle, lent, or held by the pool (validating, resetting). */
+  /**
+   * Whether some connection is open and may serve again: idle, lent, or held by the pool
+   * (validating, resetting), and not known broken. A lent connection that failed with an error
+   * meaning it is gone is closed when it comes back: nobody can wait for it.
+   */
   boolean hasOpenConnection() {
     for (int i = 0, n = slots.length(); i < n; i++) {
       PooledEntry e = slots.get(i);
-      if (e != null && e.connection != null && e.state() != PooledEntry.CLOSING) {
+      if (e != null && e.connection != null && !e.broken && e.state() != PooledEntry.CLOSING) {
         return true;
       }
     }
