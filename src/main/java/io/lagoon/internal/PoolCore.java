@@ -823,7 +823,9 @@ public final class PoolCore {
       return;
     }
     closing = true;
-    lifecycle.stop();
+    // Housekeeping goes on until every connection is closed: it takes back connections whose
+    // handles are collected without close() and reports lends past leakDetectionThreshold, which a
+    // closing pool still waits for; it stops once the pool has terminated.
     failWaiters();
     creator.shutdown();
     for (int i = 0; i < slots.length(); i++) {
@@ -879,6 +881,7 @@ public final class PoolCore {
       idleClosed.tryEmitEmpty();
     }
     if (empty && creating.get() == 0) {
+      lifecycle.stop();
       idleClosed.tryEmitEmpty();
       terminated.tryEmitEmpty();
       events.terminated();
