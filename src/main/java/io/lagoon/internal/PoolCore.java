@@ -542,7 +542,7 @@ public final class PoolCore {
       long idle = PooledEntry.withState(lentStamp, PooledEntry.IDLE);
       if (e.cas(lentStamp, idle) && (!waiters.isEmpty() || closing || e.epoch != epoch())
           && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
-        offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
+        offerReturned(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
       }
       Operators.complete(actual);
       return;
@@ -556,7 +556,7 @@ public final class PoolCore {
       Operators.complete(actual);
     } else if (!reset) {
       e.lastAliveNanos = now;
-      offer(e, now);
+      offerReturned(e, now);
       Operators.complete(actual);
     } else {
       actual.onSubscribe(Operators.emptySubscription());
@@ -571,6 +571,23 @@ public final class PoolCore {
         actual.onComplete();
       });
     }
+  }
+
+  /**
+   * Offers a returned connection that needs no reset, which may go straight to a waiter: after the
+   * driver's local check, as every borrow from idle gets, so a connection whose server went away
+   * while it was lent is closed instead of lent (an answer that comes later makes the waiter's
+   * delivery validate it first).
+   */
+  private void offerReturned(PooledEntry e, long now) {
+    int local = Lifecycle.localCheck(e.connection());
+    if (local == Lifecycle.DEAD) {
+      e.broken = true;
+      destroy(e);
+      return;
+    }
+    e.validateBeforeLend = local == Lifecycle.UNKNOWN;
+    offer(e, now);
   }
 
   /**
