@@ -366,15 +366,16 @@ final class Lifecycle {
    * One housekeeping round: retire idle connections that are broken, soft-evicted, past their
    * lifetime (at most a quarter of maxSize per round, so a pool never turns over at once) or idle
    * beyond maxIdleTime while more than minIdle are idle; validate the ones due for keepalive; then
-   * refill minIdle. Lends past leakDetectionThreshold are reported first.
+   * refill minIdle. Abandoned connections are taken back and lends past leakDetectionThreshold
+   * reported first; a closing pool does only that, until its last connection is closed.
    */
   void housekeep() {
     core.abandoned().reclaim();
+    long now = core.now();
+    core.leaks().check(now);
     if (core.isClosed()) {
       return;
     }
-    long now = core.now();
-    core.leaks().check(now);
     int[] idleLeft = {core.stats().idle()};
     int[] lifetimeBudget = {Math.max(1, config.maxSize() / 4)};
     List<PooledEntry> retire = core.slots().takeAllIdle(e -> {

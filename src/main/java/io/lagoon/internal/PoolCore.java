@@ -440,7 +440,7 @@ public final class PoolCore {
         events.returned(lentAt, now); // only the close that won: two racing closes count once
         if ((!waiters.isEmpty() || closing || e.epoch != lifecycle.epoch())
             && e.cas(idle, PooledEntry.withState(idle, PooledEntry.OWNED))) {
-          offer(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
+          offerReturned(e, now); // a waiter came, the pool closed or a soft eviction ran meanwhile
         }
       }
       Operators.complete(actual);
@@ -456,7 +456,7 @@ public final class PoolCore {
       Operators.complete(actual);
     } else if (!reset) {
       e.lastAliveNanos = now;
-      offer(e, now);
+      offerReturned(e, now);
       Operators.complete(actual);
     } else {
       actual.onSubscribe(Operators.emptySubscription());
@@ -471,6 +471,23 @@ public final class PoolCore {
         actual.onComplete();
       });
     }
+  }
+
+  /**
+   * Offers a returned connection that needs no reset, which may go straight to a waiter: after the
+   * driver's local check, as every borrow from idle gets, so a connection whose server went away
+   * while it was lent is closed instead of lent (an answer that comes later makes the waiter's
+   * delivery validate it first).
+   */
+  private void offerReturned(PooledEntry e, long now) {
+    int local = Lifecycle.localCheck(e.connection());
+    if (local == Lifecycle.DEAD) {
+      e.broken = true;
+      destroy(e);
+      return;
+    }
+    e.validateBeforeLend = local == Lifecycle.UNKNOWN;
+    offer(e, now);
   }
 
   // ---------------------------------------------------------------- closing connections

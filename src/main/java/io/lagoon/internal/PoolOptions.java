@@ -105,6 +105,14 @@ public final class PoolOptions {
   private static final Pattern INTEGER = Pattern.compile("[+-]?[0-9]+");
   private static final Pattern ZERO = Pattern.compile("[+-]?0+");
 
+  /**
+   * The timeouts that read a negative duration as no limit, as r2dbc-pool does; the other duration
+   * options refuse negatives (or, for backgroundEvictionInterval, keep the default), so a message
+   * about a unit-less negative value hints at "no limit" only for these.
+   */
+  private static final Set<String> NEGATIVE_IS_NO_LIMIT = Set.of("maxAcquireTime",
+      "maxCreateConnectionTime", "maxValidationTime", "maxIdleTime", "maxLifeTime");
+
   private PoolOptions() {}
 
   /** The names of all pool options, in table order. */
@@ -379,7 +387,7 @@ public final class PoolOptions {
           return Duration.ZERO; // zero in any unit: the builder says where zero is meaningful
         }
         throw new IllegalArgumentException(option + " (" + quote(value) + ") needs a unit: use "
-            + DURATION_FORMS + (text.startsWith("-")
+            + DURATION_FORMS + (text.startsWith("-") && NEGATIVE_IS_NO_LIMIT.contains(option)
                 ? " (any negative duration, such as -1s or -PT1S, means no limit)" : ""));
       }
       return Duration.parse(text);

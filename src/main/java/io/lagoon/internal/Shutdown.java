@@ -74,7 +74,9 @@ final class Shutdown {
       return;
     }
     core.markClosing();
-    lifecycle.stop();
+    // Housekeeping goes on until every connection is closed: it takes back connections whose
+    // handles are collected without close() and reports lends past leakDetectionThreshold, which a
+    // closing pool still waits for; it stops once the pool has terminated.
     core.waiters().failAll();
     creator.shutdown();
     for (int i = 0; i < slots.length(); i++) {
@@ -129,6 +131,7 @@ final class Shutdown {
       idleClosed.tryEmitEmpty();
     }
     if (empty && creator.creating() == 0) {
+      lifecycle.stop();
       idleClosed.tryEmitEmpty();
       terminated.tryEmitEmpty();
       core.events().terminated();
