@@ -370,7 +370,12 @@ class AdversaryLeakTest {
       work.dispose();
       tx.dispose();
       await("three INFO", () -> count(logs.text(), INFO_BACK) == 3);
-      await("all back", () -> pool.stats().idle() == 3);
+      try {
+        await("all back", () -> pool.stats().idle() == 3);
+      } catch (AssertionError e) {
+        throw new AssertionError(e.getMessage() + ": " + pool.stats() + "; log:\n" + logs.text(),
+            e);
+      }
       log = logs.text();
     }
     assertThat(count(log, WARN_LENT)).isEqualTo(3);

@@ -38,15 +38,15 @@ public final class Peek {
    * and its slot freed.
    */
   public static void reclaimAbandoned(ConnectionPool pool) {
-    Object core = read(pool, "core");
+    Object handles = read(read(pool, "core"), "abandoned");
     try {
-      Method reclaim = core.getClass().getDeclaredMethod("reclaimAbandoned");
+      Method reclaim = handles.getClass().getDeclaredMethod("reclaim");
       reclaim.setAccessible(true);
-      reclaim.invoke(core);
+      reclaim.invoke(handles);
     } catch (InvocationTargetException e) {
       throw new IllegalStateException("the pool's reclaim failed: " + e.getCause(), e.getCause());
     } catch (ReflectiveOperationException e) {
-      throw new IllegalStateException("no reclaimAbandoned() in " + core.getClass().getName(), e);
+      throw new IllegalStateException("no reclaim() in " + handles.getClass().getName(), e);
     }
   }
 
