@@ -2,6 +2,8 @@ package io.lagoon;
 
 import static org.assertj.core.api.Assertions.assertThat;
 
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Gc;
 import io.lagoon.testing.CapturedLogs;
 import io.lagoon.testing.MariadbSupport;
 import io.lagoon.testing.Peek;
@@ -19,7 +21,6 @@ import java.util.Set;
 import java.util.UUID;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
-import java.util.function.BooleanSupplier;
 import java.util.function.UnaryOperator;
 import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
@@ -64,7 +65,7 @@ class AdversaryLeakMariadbTest {
         assertThat(s.closed()).as("opened = closed: %s", s).isEqualTo(s.created());
       }
       for (long id : ids) {
-        await("connection " + id + " gone from the server", () -> !alive(id));
+        Await.until("connection " + id + " gone from the server", () -> !alive(id));
       }
     } finally {
       Mono.from(monitor.close()).block(T);
@@ -117,19 +118,9 @@ class AdversaryLeakMariadbTest {
     return log.split(Pattern.quote(text), -1).length - 1;
   }
 
-  private static void await(String what, BooleanSupplier condition) {
-    long deadline = System.nanoTime() + T.toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() - deadline > 0) {
-        throw new AssertionError("after " + T + ": " + what);
-      }
-      Mono.delay(Duration.ofMillis(10)).block();
-    }
-  }
-
   private void collectUntilAbandoned(ConnectionPool pool, long n) {
     for (int i = 0; i < 200 && pool.stats().abandoned() < n; i++) {
-      System.gc();
+      Gc.collect();
       time.advanceTimeBy(Duration.ofSeconds(30));
     }
     assertThat(pool.stats().abandoned()).as("abandoned connections taken back: %s", pool.stats())
@@ -166,7 +157,7 @@ class AdversaryLeakMariadbTest {
       collectUntilAbandoned(pool, 1);
       log = logs.text();
     }
-    await("the dropped connection is closed on the server", () -> !alive(dropped));
+    Await.until("the dropped connection is closed on the server", () -> !alive(dropped));
     assertThat(count(log, WARN_ABANDONED)).isEqualTo(1);
     assertThat(log).contains("at io.lagoon.AdversaryLeakMariadbTest"
         + ".aDroppedConnectionIsTakenBackAndClosedOnTheServer(");
@@ -181,7 +172,7 @@ class AdversaryLeakMariadbTest {
     long dropped = borrowAndForget(pool.create());
     pool.close().block(T);
     collectUntilAbandoned(pool, 1);
-    await("the dropped connection is closed on the server", () -> !alive(dropped));
+    Await.until("the dropped connection is closed on the server", () -> !alive(dropped));
     assertThat(pool.stats().allocated()).isZero();
   }
 
@@ -191,11 +182,11 @@ class AdversaryLeakMariadbTest {
     Connection held = borrow(pool.create());
     long killed = id(held);
     CompletableFuture<Connection> waiting = pool.create().toFuture();
-    await("queued", () -> pool.stats().pending() == 1);
+    Await.until("queued", () -> pool.stats().pending() == 1);
     Flux.from(monitor.createStatement("KILL CONNECTION " + killed).execute())
         .flatMap(Result::getRowsUpdated).blockLast(T);
     Connection physical = Peek.physical(held);
-    await("the driver knows it is closed", () -> Boolean.FALSE.equals(
+    Await.until("the driver knows it is closed", () -> Boolean.FALSE.equals(
         Mono.from(physical.validate(ValidationDepth.LOCAL)).block(T)));
     close(held); // the borrower never noticed
     Connection next = waiting.get(30, TimeUnit.SECONDS);

@@ -5,6 +5,8 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.lagoon.internal.PoolConfig;
 import io.lagoon.spring.LagoonAutoConfiguration;
+import io.lagoon.testing.Await;
+import io.lagoon.testing.Gc;
 import io.lagoon.testing.Backends;
 import io.lagoon.testing.CapturedLogs;
 import io.lagoon.testing.FaultProxy;
@@ -35,7 +37,6 @@ import java.util.concurrent.TimeoutException;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicReference;
-import java.util.function.BooleanSupplier;
 import java.util.function.Function;
 import java.util.function.UnaryOperator;
 import java.util.regex.Pattern;
@@ -176,24 +177,13 @@ class AdversaryLeakTest {
     return log.substring(at).split("\\R", 3)[1].strip();
   }
 
-  /** Polls {@code condition} for at most 30 s (for effects on the server or on other threads). */
-  private static void await(String what, BooleanSupplier condition) {
-    long deadline = System.nanoTime() + T.toNanos();
-    while (!condition.getAsBoolean()) {
-      if (System.nanoTime() - deadline > 0) {
-        throw new AssertionError("after " + T + ": " + what);
-      }
-      Mono.delay(Duration.ofMillis(10)).block();
-    }
-  }
-
   /**
    * Collects garbage and runs housekeeping (virtual time) until the pool took back {@code n}
    * abandoned connections in all, at most 200 rounds.
    */
   private void collectUntilAbandoned(ConnectionPool pool, long n) {
     for (int i = 0; i < 200 && pool.stats().abandoned() < n; i++) {
-      System.gc();
+      Gc.collect();
       time.advanceTimeBy(Duration.ofSeconds(30));
     }
     assertThat(pool.stats().abandoned()).as("abandoned connections taken back: %s", pool.stats())
@@ -228,7 +218,7 @@ class AdversaryLeakTest {
 
   /** Waits until one of this pool's backends waits for the lock. */
   private void awaitLockWaiter() {
-    await("a backend of " + app + " waits for the advisory lock", () -> one(lockHolder,
+    Await.until("a backend of " + app + " waits for the advisory lock", () -> one(lockHolder,
         "SELECT count(*)::int FROM pg_stat_activity WHERE application_name = '" + app
             + "' AND wait_event_type = 'Lock'", Integer.class) == 1);
   }
@@ -368,7 +358,7 @@ class AdversaryLeakTest {
       }).subscribe();
       // Cancelling BEGIN itself from this thread could wedge the connection in r2dbc-postgresql
       // 1.1.1 (README, known limits), and its reset would then wait for a virtual-time bound.
-      await("three lent", () -> pool.stats().acquired() == 3 && begun.get());
+      Await.until("three lent", () -> pool.stats().acquired() == 3 && begun.get());
       time.advanceTimeBy(Duration.ofSeconds(9));
       assertThat(logs.text()).doesNotContain(WARN_LENT);
       time.advanceTimeBy(Duration.ofSeconds(20));
@@ -376,13 +366,9 @@ class AdversaryLeakTest {
       close(held);
       work.dispose();
       tx.dispose();
-      await("three INFO", () -> count(logs.text(), INFO_BACK) == 3);
-      try {
-        await("all back", () -> pool.stats().idle() == 3);
-      } catch (AssertionError e) {
-        throw new AssertionError(e.getMessage() + ": " + pool.stats() + "; log:\n" + logs.text(),
-            e);
-      }
+      Await.until("three INFO", () -> count(logs.text(), INFO_BACK) == 3);
+      Await.until(() -> "all back: " + pool.stats() + "; log:\n" + logs.text(), Await.BOUND,
+          () -> pool.stats().idle() == 3);
       log = logs.text();
     }
     assertThat(count(log, WARN_LENT)).isEqualTo(3);
@@ -650,7 +636,7 @@ class AdversaryLeakTest {
               ConnectionFactories.get(proxy.postgresOptions(app)))
           .initialSize(0).maxSize(1).scheduler(time).maxAcquireTime(T).build());
       CompletableFuture<Connection> waiting = pool.create().toFuture();
-      await("the connect reached the proxy", () -> proxy.accepted() == 1);
+      Await.until("the connect reached the proxy", () -> proxy.accepted() == 1);
       CompletableFuture<Void> closed = pool.close().toFuture();
       assertThatThrownBy(() -> waiting.get(30, TimeUnit.SECONDS))
           .hasCauseInstanceOf(PoolClosedException.class);
@@ -658,7 +644,7 @@ class AdversaryLeakTest {
       time.advanceTimeBy(Duration.ofSeconds(5)); // maxCloseTime: its slot is freed
       closed.get(30, TimeUnit.SECONDS);
       proxy.heal(); // what the black hole held goes through now
-      await("no connection left open through the proxy", () -> proxy.openConnections() == 0);
+      Await.until("no connection left open through the proxy", () -> proxy.openConnections() == 0);
       backends.awaitCount(app, 0, T);
     }
   }
@@ -689,10 +675,10 @@ class AdversaryLeakTest {
     Connection held = borrow(pool.create());
     int killed = pid(held);
     CompletableFuture<Connection> waiting = pool.create().toFuture();
-    await("queued", () -> pool.stats().pending() == 1);
+    Await.until("queued", () -> pool.stats().pending() == 1);
     assertThat(backends.terminate(app, List.of(killed), Duration.ofSeconds(10))).containsValue(true);
     Connection physical = Peek.physical(held);
-    await("the driver knows it is closed", () -> Boolean.FALSE.equals(
+    Await.until("the driver knows it is closed", () -> Boolean.FALSE.equals(
         Mono.from(physical.validate(ValidationDepth.LOCAL)).block(T)));
     close(held); // the borrower never noticed
     Connection next = waiting.get(30, TimeUnit.SECONDS);
@@ -760,7 +746,7 @@ class AdversaryLeakTest {
 
   /** Collects garbage until nothing is lent or waiting any more (abandoned handles come back). */
   private static void awaitQuiet(ConnectionPool pool) {
-    await("nothing lent or pending: " + pool.stats(), () -> {
+    Await.until("nothing lent or pending: " + pool.stats(), () -> {
       System.gc();
       PoolStats s = pool.stats();
       return s.acquired() == 0 && s.pending() == 0;
@@ -839,7 +825,7 @@ class AdversaryLeakTest {
         }
       }, 16).blockLast(Duration.ofMinutes(2));
       awaitQuiet(pool);
-      await("one warning per abandoned connection", () -> count(logs.text(), WARN_ABANDONED)
+      Await.until("one warning per abandoned connection", () -> count(logs.text(), WARN_ABANDONED)
           == pool.stats().abandoned()); // the count moves just before the warning is written
       log = logs.text();
     } finally {
