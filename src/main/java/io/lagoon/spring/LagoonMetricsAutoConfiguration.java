@@ -60,6 +60,7 @@ public class LagoonMetricsAutoConfiguration {
 
     @Override
     public void customize(io.lagoon.ConnectionPoolBuilder builder) {
+      // Forwards every PoolListener event (a test checks that none is missed) and notes the pool.
       builder.listener(new io.lagoon.PoolListener() {
         private final io.lagoon.PoolListener meters =
             LagoonMetrics.listener(registry, naming, Tags.empty());
@@ -76,8 +77,18 @@ public class LagoonMetricsAutoConfiguration {
         }
 
         @Override
+        public void onLend() {
+          meters.onLend();
+        }
+
+        @Override
         public void onReturn(long usageNanos) {
           meters.onReturn(usageNanos);
+        }
+
+        @Override
+        public void onLeak(long lentNanos) {
+          meters.onLeak(lentNanos);
         }
 
         @Override
